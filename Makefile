@@ -1,0 +1,41 @@
+# The two commands: `make bench` and `make test`. Both create .venv on first use.
+SHELL := /bin/bash
+PY := .venv/bin/python
+SUBMISSION ?= webp
+DATASET ?= kodak
+TARGETS ?= 0.075,0.15,0.3
+MODE ?= clic
+OBJECTIVE ?= msssim
+JOBS ?= 1
+
+.PHONY: setup bench test test-slow train report list benchmark clean-cache
+
+setup: .venv/.installed
+
+.venv/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+bench: setup  ## benchmark SUBMISSION on DATASET at TARGETS; report in reports/$(DATASET)/
+	$(PY) -m bench run --submission $(SUBMISSION) --dataset $(DATASET) --targets $(TARGETS) \
+	  --mode $(MODE) --objective $(OBJECTIVE) --jobs $(JOBS)
+
+test: setup  ## the fast suite (CI); slow checks are marked and run by test-slow
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+train: setup  ## train or resume SUBMISSION's recipe (submissions/$(SUBMISSION)/train.toml)
+	$(PY) -m bench train --submission $(SUBMISSION) $(if $(RUN),--run $(RUN)) $(if $(MAX_STEPS),--max-steps $(MAX_STEPS))
+
+report: setup
+	$(PY) -m bench report
+
+list: setup
+	$(PY) -m bench list
+
+benchmark: setup  ## speed/throughput benchmarks; results written under reports/
+	$(PY) benchmarks/train_throughput.py

@@ -1,0 +1,141 @@
+"""``python -m bench``: the command line. Each sub-command is a thin shell over one module."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from bench.paths import REPORTS_DIR
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        vals = [float(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"targets must be comma-separated numbers, got {text!r}") from None
+    if not vals or any(v <= 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"targets must be positive bpp values, got {text!r}")
+    return vals
+
+
+def _fmt(x) -> str:
+    if x is None or x == "" or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+def cmd_list(args) -> int:
+    from bench.data import DATASETS
+    from bench.submission import discover
+
+    print("submissions:")
+    for name, sub in discover().items():
+        print(f"  {name:<26} {sub.description}")
+    print("\ndatasets:")
+    for name, spec in DATASETS.items():
+        print(f"  {name:<26} {spec.description}")
+    print(f"  {'folder:PATH':<26} any folder of PNG/JPEG images")
+    print(f"  {'hf:REPO[:SPLIT]':<26} a Hugging Face hub dataset (needs the network once)")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from bench.run import run_benchmark
+
+    res = run_benchmark(args.submission, args.dataset, args.targets, args.mode, args.objective, args.jobs,
+                        args.limit, Path(args.reports), args.backend, args.scheduler, progress=not args.no_progress)
+    print(f"\n{args.submission} on {args.dataset}: {res.computed} jobs encoded, {res.seconds:.1f} s")
+    cols = ["target_bpp", "mode", "status", "bpp", "msssim", "msssim_db", "psnr", "bytes", "budget_bytes", "note"]
+    print("  ".join(f"{c:>12}" for c in cols[:-1]) + "  note")
+    for r in res.rows:
+        print("  ".join(f"{_fmt(r.get(c)):>12}" for c in cols[:-1]) + "  " + (r.get("note") or ""))
+    for e in res.errors:
+        print(f"warning: {e}", file=sys.stderr)
+    print(f"report: {Path(args.reports) / res.run_dir.parent.parent.name / 'leaderboard.html'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from bench.report import build_report
+
+    folders = [Path(args.reports) / args.dataset] if args.dataset else \
+        sorted(p for p in Path(args.reports).iterdir() if (p / "runs").is_dir())
+    for folder in folders:
+        for name, path in build_report(folder).items():
+            print(f"{name:>16}: {path}")
+    return 0
+
+
+def cmd_decode(args) -> int:
+    from bench.decode import decode_folder
+
+    n = decode_folder(Path(args.bitstreams), args.submission, Path(args.out))
+    print(f"decoded {n} files into {args.out}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from bench.train.loop import train_run
+    from bench.train.recipe import load_recipe
+    from bench.paths import SUBMISSIONS_DIR
+
+    recipe = load_recipe(SUBMISSIONS_DIR / args.submission / "train.toml")
+    runs = [args.run] if args.run else [r.name for r in recipe.runs]
+    for run in runs:
+        path = train_run(recipe, run, max_steps=args.max_steps, threads=args.threads)
+        print(f"{recipe.submission}/{run}: weights in {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description="CLIC-style image codec benchmark harness")
+    sp = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sp.add_parser("list", help="list submissions and datasets").set_defaults(fn=cmd_list)
+
+    r = sp.add_parser("run", help="benchmark a submission: rate control to the targets, bitstreams, metrics, report")
+    r.add_argument("--submission", "-s", required=True)
+    r.add_argument("--dataset", "-d", default="kodak", help="kodak, clic2025-valid, folder:PATH, hf:REPO[:SPLIT]")
+    r.add_argument("--targets", type=_floats, default=[0.075, 0.15, 0.3], help="comma-separated bpp targets")
+    r.add_argument("--mode", choices=["clic", "per-image"], default="clic",
+                   help="clic: one budget for the whole set; per-image: every image at or below the target")
+    r.add_argument("--objective", choices=["msssim", "psnr"], default="msssim", help="what clic mode maximises")
+    r.add_argument("--jobs", "-j", type=int, default=1, help="parallel jobs (joblib processes or Dask workers)")
+    r.add_argument("--limit", type=int, help="only the first N images (quick looks)")
+    r.add_argument("--backend", choices=["joblib", "dask"], default="joblib")
+    r.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
+    r.add_argument("--reports", default=str(REPORTS_DIR), help="reports folder")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(fn=cmd_run)
+
+    rep = sp.add_parser("report", help="rebuild leaderboard.csv/html and RD plots from the stored runs")
+    rep.add_argument("--dataset", "-d", help="one dataset's report (default: all)")
+    rep.add_argument("--reports", default=str(REPORTS_DIR))
+    rep.set_defaults(fn=cmd_report)
+
+    d = sp.add_parser("decode", help="decode a folder of bitstreams to PNGs (recompute metrics from files alone)")
+    d.add_argument("bitstreams", help="a row's bitstream folder (leaderboard.csv 'bitstreams' column)")
+    d.add_argument("--submission", "-s", required=True)
+    d.add_argument("--out", "-o", required=True)
+    d.set_defaults(fn=cmd_decode)
+
+    t = sp.add_parser("train", help="train (or resume) a submission's models from its train.toml")
+    t.add_argument("--submission", "-s", required=True)
+    t.add_argument("--run", help="one run of the recipe (default: all, in order)")
+    t.add_argument("--max-steps", type=int, help="stop after this many steps (tiny smoke runs)")
+    t.add_argument("--threads", type=int, help="torch threads")
+    t.set_defaults(fn=cmd_train)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from bench.errors import USER_ERRORS
+
+    try:
+        return args.fn(args)
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

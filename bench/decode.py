@@ -1,0 +1,29 @@
+"""Decode a folder of bitstreams back to PNGs, so anyone can recompute metrics from the files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+
+from bench.codec import BitstreamError
+from bench.submission import get_submission
+
+
+def decode_folder(bitstreams: Path, submission: str, out: Path) -> int:
+    """Decode every ``*.bin`` of ``bitstreams`` with the submission's codec into ``out/<id>.png``."""
+    files = sorted(Path(bitstreams).glob("*.bin"))
+    if not files:
+        raise FileNotFoundError(f"{bitstreams}: no .bin files (give a row's 'bitstreams' folder)")
+    codec = get_submission(submission).make_codec()
+    out.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        try:
+            img = np.asarray(codec.decode(f.read_bytes()))
+        except BitstreamError as e:
+            raise BitstreamError(f"{f}: {e}") from None
+        if img.dtype != np.uint8:
+            img = np.clip(np.round(img), 0, 255).astype(np.uint8)
+        PILImage.fromarray(img, "RGB").save(out / f"{f.stem}.png")
+    return len(files)

@@ -1,0 +1,9 @@
+"""The errors a user can cause and fix (bad input, not harness bugs): printed without a traceback."""
+
+from bench.codec import BitstreamError
+from bench.data import DatasetError
+from bench.registry import RegistryError
+from bench.submission import SubmissionError
+from bench.train.recipe import RecipeError
+
+USER_ERRORS = (BitstreamError, DatasetError, RegistryError, SubmissionError, RecipeError, FileNotFoundError)

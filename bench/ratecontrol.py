@@ -1,0 +1,329 @@
+"""Rate control: which operating point each image gets so that a set meets a bits-per-pixel target.
+
+CLIC judges a whole set against one budget, ``floor(target * total_pixels / 8)`` bytes, so bytes
+can move between images: :func:`allocate` solves that as a multiple-choice knapsack. The
+:func:`rate_control` driver evaluates a codec's first sweep, allocates, and asks for more points
+only near the chosen ones (continuous knobs), so a set costs a few encodes per image rather than
+a dense grid. It also covers the stricter "every image at or below the target" mode and
+single-model codecs that must use one point for every image (policy ``"shared"``).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from bench.codec import OperatingPoints
+from bench.submission import POLICIES
+
+MODES = ("clic", "per-image")
+OBJECTIVES = ("msssim", "psnr")
+
+# MS-SSIM is undefined (NaN) for images smaller than its coarsest scale; such images do not count
+# in the set's pixel-weighted MS-SSIM, so bytes spent on them buy no score. Their value is
+# -MSE/255² per pixel times this weight: still higher for better quality (they take leftover
+# bytes), but far below any real MS-SSIM gain, so scored images are served first.
+NAN_MSSSIM_WEIGHT = 1e-6
+
+Evaluate = Callable[[list[tuple[str, Any]]], list[dict]]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One evaluated operating point of one image, as the knapsack sees it."""
+
+    point: Any
+    bytes: int
+    value: float
+    record: Any = field(default=None, compare=False, repr=False)  # the record it came from; allocate ignores it
+
+
+@dataclass
+class Selection:
+    """The outcome for one target: the chosen record per image, or why there is none."""
+
+    target_bpp: float
+    mode: str            # "clic" or "per-image"
+    status: str          # "ok" or "infeasible"
+    budget_bytes: int    # clic: floor(target*total_pixels/8); per-image: sum of per-image floors
+    chosen: dict[str, dict]  # image_id -> the chosen record (empty when infeasible)
+    lowest_bpp: float    # lowest bpp the set can reach with the evaluated points
+    note: str            # why it is infeasible, or ""
+
+
+def objective_value(record: Mapping[str, Any], objective: str) -> float:
+    """What the allocation maximises, summed over images.
+
+    ``"msssim"``: msssim × pixels, so the sum is CLIC's pixel-weighted mean up to a constant
+    (NaN MS-SSIM: see :data:`NAN_MSSSIM_WEIGHT`). ``"psnr"``: -SSE, because CLIC's PSNR comes
+    from one MSE pooled over the whole set, so maximising it means minimising the total SSE.
+    """
+    if objective == "psnr":
+        return -float(record["sse"])
+    if objective == "msssim":
+        pixels = int(record["height"]) * int(record["width"])
+        msssim = float(record["msssim"])
+        if math.isnan(msssim):
+            return -float(record["sse"]) / (3 * 255**2) * NAN_MSSSIM_WEIGHT
+        return msssim * pixels
+    raise ValueError(f"unknown objective {objective!r}; allowed: {OBJECTIVES}")
+
+
+def _hull(cands: list[Candidate]) -> list[Candidate]:
+    """Upper convex hull in (bytes, value), cheapest first: the points a Lagrangian can pick."""
+    hull: list[Candidate] = []
+    for c in sorted(cands, key=lambda c: (c.bytes, -c.value)):
+        if hull and c.value <= hull[-1].value:
+            continue  # no better than a cheaper point
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            if (b.bytes - a.bytes) * (c.value - b.value) < (b.value - a.value) * (c.bytes - b.bytes):
+                break
+            hull.pop()  # b lies on or under the segment a-c
+        hull.append(c)
+    return hull
+
+
+def allocate(tables: Mapping[str, list[Candidate]], budget: int) -> dict[str, Candidate] | None:
+    """One candidate per image, maximising the summed value with total bytes <= ``budget``.
+
+    Lagrangian relaxation over each image's convex hull gives a near-optimal start (exact at
+    hull breakpoints); a greedy pass then spends what it leaves, using any candidate. ``None``
+    when even the cheapest candidates do not fit.
+    """
+    for key, cands in tables.items():
+        if not cands:
+            raise ValueError(f"image {key!r} has no candidates")
+    if sum(min(c.bytes for c in cands) for cands in tables.values()) > budget:
+        return None
+    hulls = {k: _hull(c) for k, c in tables.items()}
+    # slopes[k] holds the hull's negated segment slopes (ascending), so bisect_left(slopes, -lam)
+    # counts the segments worth taking at multiplier lam.
+    slopes = {k: [-(h[i + 1].value - h[i].value) / (h[i + 1].bytes - h[i].bytes) for i in range(len(h) - 1)]
+              for k, h in hulls.items()}
+
+    def pick(lam: float) -> dict[str, Candidate]:
+        return {k: h[bisect_left(slopes[k], -lam)] for k, h in hulls.items()}
+
+    # Total bytes only fall as lam grows and change only at slopes: bisect over them for the
+    # smallest multiplier that fits (the largest slope takes no segment, which fits).
+    lams = sorted({0.0} | {-s for ss in slopes.values() for s in ss})
+    lo, hi = 0, len(lams) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sum(c.bytes for c in pick(lams[mid]).values()) <= budget:
+            hi = mid
+        else:
+            lo = mid + 1
+    choice = pick(lams[lo])
+    left = budget - sum(c.bytes for c in choice.values())
+    while True:
+        best: tuple[float, float, str, Candidate] | None = None
+        for k, cands in tables.items():
+            cur = choice[k]
+            for c in cands:
+                dv, db = c.value - cur.value, c.bytes - cur.bytes
+                if dv > 0 and db <= left:
+                    rank = (math.inf if db <= 0 else dv / db, dv)
+                    if best is None or rank > best[:2]:
+                        best = (*rank, k, c)
+        if best is None:
+            return choice
+        k, c = best[2], best[3]
+        left -= c.bytes - choice[k].bytes
+        choice[k] = c
+
+
+class _Evaluations:
+    """Every record so far, per image and point; asks ``evaluate`` only for pairs it lacks."""
+
+    def __init__(self, evaluate: Evaluate, images: Mapping[str, int]) -> None:
+        self.evaluate = evaluate
+        self.records: dict[str, dict[Any, dict]] = {i: {} for i in images}
+
+    def request(self, pairs: list[tuple[str, Any]]) -> None:
+        new = list(dict.fromkeys(p for p in pairs if p[1] not in self.records[p[0]]))
+        if not new:
+            return
+        wanted = set(new)
+        for rec in self.evaluate(new):
+            key = (rec["image_id"], rec["point"])
+            if key in wanted:
+                self.records[key[0]][key[1]] = rec
+        missing = [p for p in new if p[1] not in self.records[p[0]]]
+        if missing:
+            raise RuntimeError(f"evaluate returned no record for {len(missing)} requested pair(s), e.g. {missing[0]}")
+
+    def candidates(self, image: str, objective: str) -> list[Candidate]:
+        return [Candidate(p, int(r["bytes"]), objective_value(r, objective), r) for p, r in self.records[image].items()]
+
+    def common_points(self) -> list[Any]:
+        """Points evaluated for every image (the only ones a shared policy can use)."""
+        first, *rest = self.records.values()
+        return [p for p in first if all(p in r for r in rest)]
+
+
+def _floor_bytes(target: float, pixels: int) -> int:
+    """floor(target * pixels / 8), with the target read as the decimal it was written as
+    (0.15, not the binary float just below it), so an exact budget is not lost to rounding."""
+    return math.floor(Fraction(str(target)) * pixels / 8)
+
+
+def _midpoint(points: OperatingPoints, a: Any, b: Any) -> Any | None:
+    """The snapped knob value halfway between ``a`` and ``b``, or None when they are adjacent."""
+    m = points.snap((float(a) + float(b)) / 2)
+    return None if m in (a, b) else m
+
+
+def _bisect_point(points: OperatingPoints, evaluated: list[Any], fits: Callable[[Any], bool]) -> Any | None:
+    """The next point to try: halfway from the highest-rate point that fits to the evaluated
+    point just above it in rate (which does not fit); None when nothing is left to bisect."""
+    ordered = sorted(evaluated, key=points.rate_order)
+    ok = [i for i, p in enumerate(ordered) if fits(p)]
+    if not ok or ok[-1] == len(ordered) - 1:
+        return None
+    return _midpoint(points, ordered[ok[-1]], ordered[ok[-1] + 1])
+
+
+def _bisect_rounds(points: OperatingPoints, refine_rounds: int) -> float:
+    """Bisection rounds: ``refine_rounds`` for float knobs; integer knobs go on to adjacency
+    (a bounded number of rounds, as the interval halves each time)."""
+    if points.kind != "continuous":
+        return 0
+    return math.inf if points.integer else refine_rounds
+
+
+def _clic_per_image(ev: _Evaluations, points: OperatingPoints, budget: int, objective: str,
+                    refine_rounds: int) -> dict[str, Candidate] | None:
+    """Knapsack allocation, refined by evaluating midpoints next to each image's chosen point."""
+    r = 0
+    while True:
+        alloc = allocate({i: ev.candidates(i, objective) for i in ev.records}, budget)
+        if alloc is None or points.kind != "continuous" or r == refine_rounds:
+            return alloc
+        new = []
+        for img, c in alloc.items():
+            knobs = sorted(ev.records[img])
+            k = knobs.index(c.point)
+            for nb in knobs[max(k - 1, 0):k] + knobs[k + 1:k + 2]:
+                m = _midpoint(points, c.point, nb)
+                if m is not None:  # strictly between adjacent evaluated points, so new
+                    new.append((img, m))
+        if not new:
+            return alloc
+        ev.request(new)
+        r += 1
+
+
+def _per_image_mode(ev: _Evaluations, points: OperatingPoints, caps: Mapping[str, int], objective: str,
+                    refine_rounds: int) -> dict[str, Candidate | None]:
+    """Each image on its own: the best point within its own cap (None where none fits)."""
+    r, limit = 0, _bisect_rounds(points, refine_rounds)
+    while r < limit:
+        new = []
+        for img, recs in ev.records.items():
+            m = _bisect_point(points, list(recs), lambda p, img=img: int(ev.records[img][p]["bytes"]) <= caps[img])
+            if m is not None:
+                new.append((img, m))
+        if not new:
+            break
+        ev.request(new)
+        r += 1
+    out: dict[str, Candidate | None] = {}
+    for img in ev.records:
+        pick = allocate({img: ev.candidates(img, objective)}, caps[img])
+        out[img] = None if pick is None else pick[img]
+    return out
+
+
+def _shared(ev: _Evaluations, points: OperatingPoints, fits: Callable[[Any], bool], objective: str,
+            refine_rounds: int) -> Any | None:
+    """One point for every image: the best total objective among common points that fit,
+    bisecting a continuous knob towards the highest rate that still fits."""
+    r, limit = 0, _bisect_rounds(points, refine_rounds)
+    while r < limit:
+        m = _bisect_point(points, ev.common_points(), fits)
+        if m is None:
+            break
+        ev.request([(img, m) for img in ev.records])
+        r += 1
+    feasible = [p for p in ev.common_points() if fits(p)]
+    if not feasible:
+        return None
+
+    def total(p: Any) -> float:
+        return sum(objective_value(recs[p], objective) for recs in ev.records.values())
+
+    return max(feasible, key=total)
+
+
+def _check(images: Mapping[str, int], targets: Sequence[float], mode: str, objective: str, policy: str,
+           refine_rounds: int) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; allowed: {MODES}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; allowed: {OBJECTIVES}")
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; allowed: {POLICIES}")
+    if not images:
+        raise ValueError("images is empty; rate control needs at least one image")
+    bad = [i for i, n in images.items() if not (isinstance(n, int) and n > 0)]
+    if bad:
+        raise ValueError(f"pixel counts must be positive integers; bad for {bad[:3]}")
+    if not targets:
+        raise ValueError("targets is empty; give at least one bpp target")
+    bad_t = [t for t in targets if not (math.isfinite(t) and t > 0)]
+    if bad_t:
+        raise ValueError(f"targets must be finite bpp values > 0, got {bad_t}")
+    if refine_rounds < 0:
+        raise ValueError(f"refine_rounds must be >= 0, got {refine_rounds}")
+
+
+def rate_control(images: dict[str, int], points: OperatingPoints, evaluate: Evaluate, targets: Sequence[float],
+                 mode: str = "clic", objective: str = "msssim", policy: str = "per-image",
+                 refine_rounds: int = 4) -> list[Selection]:
+    """Choose a record per image for each target, evaluating as few (image, point) pairs as it can.
+
+    ``images`` maps image id to pixel count; ``evaluate`` turns (image_id, point) pairs into
+    records and is called once per round, never twice for a pair. ``mode="clic"`` spends one
+    budget over the set, ``"per-image"`` keeps every image at or below the target; ``policy``
+    ``"shared"`` uses one point for all images. Selections come back in ``targets`` order.
+    """
+    _check(images, targets, mode, objective, policy, refine_rounds)
+    ev = _Evaluations(evaluate, images)
+    ev.request([(img, p) for img in images for p in points.initial()])
+    total_px = sum(images.values())
+    out = []
+    for target in targets:
+        caps = {img: _floor_bytes(target, n) for img, n in images.items()}
+        budget = _floor_bytes(target, total_px) if mode == "clic" else sum(caps.values())
+        if policy == "shared":
+            def fits(p: Any) -> bool:
+                sizes = {img: int(recs[p]["bytes"]) for img, recs in ev.records.items()}
+                if mode == "clic":
+                    return sum(sizes.values()) <= budget
+                return all(sizes[img] <= caps[img] for img in sizes)
+
+            best = _shared(ev, points, fits, objective, refine_rounds)
+            chosen = {} if best is None else {img: recs[best] for img, recs in ev.records.items()}
+            lowest = min(sum(int(recs[p]["bytes"]) for recs in ev.records.values()) for p in ev.common_points())
+            fail = f"no single point keeps {'the set' if mode == 'clic' else 'every image'} at or below {target} bpp"
+        elif mode == "clic":
+            alloc = _clic_per_image(ev, points, budget, objective, refine_rounds)
+            chosen = {} if alloc is None else {img: c.record for img, c in alloc.items()}
+            lowest = sum(min(int(r["bytes"]) for r in recs.values()) for recs in ev.records.values())
+            fail = f"the cheapest evaluated points give {lowest * 8 / total_px:.4f} bpp, above the {target} bpp target"
+        else:
+            picks = _per_image_mode(ev, points, caps, objective, refine_rounds)
+            short = [img for img, c in picks.items() if c is None]
+            chosen = {} if short else {img: c.record for img, c in picks.items() if c is not None}
+            lowest = sum(min(int(r["bytes"]) for r in recs.values()) for recs in ev.records.values())
+            fail = f"{len(short)} of {len(images)} images cannot reach {target} bpp"
+        out.append(Selection(target_bpp=target, mode=mode, status="ok" if chosen else "infeasible",
+                             budget_bytes=budget, chosen=chosen, lowest_bpp=lowest * 8 / total_px,
+                             note="" if chosen else fail))
+    return out

@@ -1,0 +1,211 @@
+"""Reading a dataset's stored runs and combining them into the leaderboard tables.
+
+``reports/<dataset>/runs/<submission>/`` holds ``run.json``, ``rows.csv``, ``per_image.csv``
+and ``rd.csv`` (see :mod:`bench.run`). A run needs ``run.json`` and a readable ``rows.csv``
+with at least one row to take part; anything less (a killed or half-written run) is skipped
+with the reason, never raised. A missing or unreadable ``per_image.csv`` / ``rd.csv`` only
+costs that part (noted on the run). Columns this module does not know (learned codecs add
+``params``, ``decoder_bytes``, ``kmac_per_px``, ...) are carried through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+ROW_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "status", "images", "bytes", "budget_bytes", "bpp",
+               "psnr", "msssim", "msssim_db", "psnr_mean", "msssim_mean", "enc_s", "dec_s", "device", "bitstreams",
+               "lowest_bpp", "note", "date", "commit"]
+PER_IMAGE_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "image_id", "point", "bytes", "bpp", "psnr",
+                     "msssim", "msssim_db", "enc_s", "dec_s", "file"]
+RD_COLUMNS = ["submission", "point", "images", "bytes", "bpp", "psnr", "msssim", "msssim_db", "psnr_mean",
+              "msssim_mean"]
+# Read as text whatever their content looks like (a commit of digits only, an image id "0001", ...).
+TEXT_COLUMNS = ["submission", "dataset", "mode", "status", "device", "bitstreams", "note", "date", "commit",
+                "image_id", "point", "file"]
+NUMERIC_COLUMNS = ["target_bpp", "images", "bytes", "budget_bytes", "bpp", "psnr", "msssim", "msssim_db",
+                   "psnr_mean", "msssim_mean", "enc_s", "dec_s", "lowest_bpp"]
+
+
+@dataclass
+class Run:
+    """One submission's stored results on the dataset."""
+
+    folder: Path
+    name: str
+    meta: dict
+    rows: pd.DataFrame
+    per_image: pd.DataFrame | None = None
+    rd: pd.DataFrame | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Skipped:
+    """A run folder left out of the report, and why."""
+
+    folder: Path
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+
+def msssim_to_db(x):
+    """−10·log10(1 − MS-SSIM), elementwise (inf at 1, NaN for NaN)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -10.0 * np.log10(1.0 - np.asarray(x, dtype=float))
+
+
+def read_table(path: Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A results CSV with text columns kept as text and known numeric columns coerced.
+
+    Raises ``ValueError`` (with a readable reason) when the file is missing, empty,
+    unparsable or lacks a required column.
+    """
+    if not path.is_file():
+        raise ValueError(f"{path.name} missing")
+    try:
+        df = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path.name} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
+        raise ValueError(f"{path.name} unreadable ({type(e).__name__}: {str(e).strip()[:120]})") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path.name} lacks column(s) {', '.join(missing)}")
+    for c in NUMERIC_COLUMNS:
+        if c in df.columns:
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+    if "msssim" in df.columns and "msssim_db" not in df.columns:
+        df["msssim_db"] = msssim_to_db(df["msssim"])
+    return df
+
+
+def load_run(folder: Path) -> Run:
+    """One run folder; ``ValueError`` when it cannot take part in the report."""
+    meta_path = folder / "run.json"
+    if not meta_path.is_file():
+        raise ValueError("run.json missing (unfinished run?)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"run.json unreadable ({type(e).__name__})") from None
+    if not isinstance(meta, dict):
+        raise ValueError("run.json is not an object")
+    name = str(meta.get("submission") or folder.name)
+
+    rows = read_table(folder / "rows.csv", required=("target_bpp",))
+    if rows.empty:
+        raise ValueError("rows.csv has no rows")
+    if "submission" not in rows.columns:
+        rows.insert(0, "submission", name)
+    rows["submission"] = rows["submission"].fillna(name)
+    if "status" not in rows.columns:
+        rows["status"] = "ok"
+    rows["status"] = rows["status"].fillna("ok").str.strip().str.lower()
+    if rows["target_bpp"].isna().any():
+        raise ValueError("rows.csv has rows without a numeric target_bpp (half-written?)")
+
+    run = Run(folder=folder, name=name, meta=meta, rows=rows)
+    for attr, fname, req in (("per_image", "per_image.csv", ("bpp",)), ("rd", "rd.csv", ("bpp",))):
+        try:
+            df = read_table(folder / fname, required=req)
+        except ValueError as e:
+            run.warnings.append(f"{e}; left out")
+            continue
+        if "submission" not in df.columns:
+            df.insert(0, "submission", name)
+        df["submission"] = df["submission"].fillna(name)
+        setattr(run, attr, df)
+    return run
+
+
+def load_runs(dataset_dir: Path) -> tuple[list[Run], list[Skipped]]:
+    """All usable runs of ``dataset_dir/runs`` (sorted by name) and the skipped folders."""
+    runs, skipped = [], []
+    runs_dir = Path(dataset_dir) / "runs"
+    if not runs_dir.is_dir():
+        return runs, skipped
+    for folder in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            run = load_run(folder)
+        except ValueError as e:
+            log.warning("report: skipping run %s: %s", folder.name, e)
+            skipped.append(Skipped(folder, str(e)))
+            continue
+        except Exception as e:  # never let one odd folder sink the report
+            log.warning("report: skipping run %s: unexpected %r", folder.name, e)
+            skipped.append(Skipped(folder, f"unexpected error: {type(e).__name__}: {e}"))
+            continue
+        for w in run.warnings:
+            log.warning("report: run %s: %s", run.name, w)
+        runs.append(run)
+    return runs, skipped
+
+
+def _ordered_columns(frames: list[pd.DataFrame], known: list[str]) -> list[str]:
+    seen = list(dict.fromkeys(c for f in frames for c in f.columns))
+    return [c for c in known if c in seen] + [c for c in seen if c not in known]
+
+
+def concat(frames: list[pd.DataFrame], known: list[str]) -> pd.DataFrame:
+    """Frames stacked; known columns first in their order, then any others as they appear."""
+    frames = [f for f in frames if f is not None and not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=known)
+    cols = _ordered_columns(frames, known)
+    return pd.concat([f.reindex(columns=[c for c in cols if c in f.columns]) for f in frames],
+                     ignore_index=True, sort=False).reindex(columns=cols)
+
+
+def sort_leaderboard(df: pd.DataFrame) -> pd.DataFrame:
+    """By target, then feasible rows by MS-SSIM descending (NaN after), infeasible rows last."""
+    if df.empty:
+        return df.reset_index(drop=True)
+    status = df["status"].fillna("ok").astype(str).str.lower() if "status" in df else pd.Series("ok", index=df.index)
+    msssim = df["msssim"] if "msssim" in df else pd.Series(np.nan, index=df.index)
+    key = pd.DataFrame({
+        "t": pd.to_numeric(df["target_bpp"], errors="coerce"),
+        "infeasible": status.ne("ok").astype(int),
+        "m": -pd.to_numeric(msssim, errors="coerce"),
+        "s": df["submission"].astype(str) if "submission" in df else "",
+    }, index=df.index)
+    order = key.sort_values(["t", "infeasible", "m", "s"], na_position="last", kind="mergesort").index
+    return df.loc[order].reset_index(drop=True)
+
+
+def leaderboard_table(runs: list[Run]) -> pd.DataFrame:
+    return sort_leaderboard(concat([r.rows for r in runs], ROW_COLUMNS))
+
+
+def per_image_table(runs: list[Run]) -> pd.DataFrame:
+    df = concat([r.per_image for r in runs], PER_IMAGE_COLUMNS)
+    if df.empty:
+        return df
+    keys = [c for c in ("target_bpp", "submission", "image_id") if c in df.columns]
+    return df.sort_values(keys, kind="mergesort", na_position="last").reset_index(drop=True)
+
+
+def write_csv_atomic(df: pd.DataFrame, path: Path) -> Path:
+    """``df`` to ``path`` through a temporary file and a rename (readers never see half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_csv(tmp, index=False, lineterminator="\n")
+    os.replace(tmp, path)
+    return path
+
+
+def is_num(x) -> bool:
+    """A real, finite-or-infinite number (not NaN, not None, not text)."""
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and not math.isnan(x)

@@ -1,0 +1,164 @@
+"""The results store: one folder per (dataset, submission) run, written so nothing is lost.
+
+``reports/<dataset>/runs/<submission>/`` holds ``records.jsonl`` (every evaluated image ×
+operating point, appended one line per image as it finishes: the cache), ``cache/`` (their
+bitstreams), the rate-controlled outputs (``rows.csv``, ``per_image.csv``, ``rd.csv``,
+``bitstreams/<mode>-<target>/``) and ``run.json`` (format version, environment, versions).
+Files other than the append-only log are written whole to a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+from bench.paths import REPO_ROOT
+
+FORMAT_VERSION = 1
+PACKAGES = ("torch", "torchvision", "compressai", "pytorch-msssim", "pillow", "imagecodecs", "numpy",
+            "pandas", "fvcore", "joblib", "dask", "distributed")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> None:
+    """Write rows as CSV; ``columns`` come first, any other keys the rows carry follow them."""
+    cols = list(dict.fromkeys([*(columns or []), *(k for r in rows for k in r)]))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _fmt(r.get(k)) for k in cols})
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_csv(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(round(v, 6))
+    return "" if v is None else v
+
+
+class RecordStore:
+    """Append-only JSON-lines log of records, keyed by (content hash, image sha256, point key).
+
+    Each record is one ``write`` of one line with fsync, so a killed run leaves at most one
+    partial last line, which loading skips (and the next append starts on a fresh line).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.records: dict[tuple[str, str, str], dict] = {}
+        if self.path.exists():
+            raw = self.path.read_bytes()
+            for line in raw.split(b"\n"):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a kill: that job is simply redone
+                self.records[self.key(rec)] = rec
+            self._needs_newline = bool(raw) and not raw.endswith(b"\n")
+        else:
+            self._needs_newline = False
+
+    @staticmethod
+    def key(rec: dict) -> tuple[str, str, str]:
+        return rec["content_hash"], rec["image_sha256"], rec["point_key"]
+
+    def get(self, content_hash: str, image_sha: str, point_key: str) -> dict | None:
+        return self.records.get((content_hash, image_sha, point_key))
+
+    def append(self, rec: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = ("\n" if self._needs_newline else "") + json.dumps(rec, allow_nan=True) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._needs_newline = False
+        self.records[self.key(rec)] = rec
+
+
+def merge_rows(path: Path, new_rows: Iterable[dict], key: tuple[str, ...]) -> list[dict]:
+    """Rows of ``path`` whose key is not among the new rows, then the new rows (re-runs of one
+    mode/target replace their old rows; other modes' rows are kept)."""
+    new = list(new_rows)
+    fresh = {tuple(str(r[k]) for k in key) for r in new}
+    kept = [r for r in read_csv(path) if tuple(str(r[k]) for k in key) not in fresh]
+    return kept + new
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (sha or "unknown") + ("+dirty" if dirty else "")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+def device_label() -> str:
+    """``cuda:<name>`` when a GPU is used, else ``cpu (N threads)``: CPU time is never labelled GPU time."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def environment() -> dict[str, Any]:
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+
+
+def run_info(**fields: Any) -> dict[str, Any]:
+    """The run.json payload: format version, date, commit, environment and the caller's fields."""
+    return {"format_version": FORMAT_VERSION, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "commit": git_commit(), "environment": environment(), "packages": package_versions(), **fields}
+
+
+def write_json(path: Path, payload: dict) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")

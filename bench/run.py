@@ -1,0 +1,158 @@
+"""One benchmark job: a submission on a dataset, rate-controlled to the targets, written out.
+
+Flow: dataset → images; runner (cached) ← rate control asks for points; each selection →
+a bitstream folder with exactly one file per image, a leaderboard row and per-image rows;
+the full RD curve → rd.csv; run.json; then the dataset's report is rebuilt.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.data import Dataset, Image, open_dataset
+from bench.metrics import aggregate
+from bench.paths import REPO_ROOT, REPORTS_DIR
+from bench.ratecontrol import Selection, rate_control
+from bench.results import merge_rows, run_info, write_csv, write_json
+from bench.runner import Runner, point_key
+from bench.submission import Submission, get_submission
+
+DEFAULT_TARGETS = (0.075, 0.15, 0.3)
+ROW_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "status", "images", "bytes", "budget_bytes", "bpp",
+               "psnr", "msssim", "msssim_db", "psnr_mean", "msssim_mean", "enc_s", "dec_s", "device", "bitstreams",
+               "lowest_bpp", "note", "date", "commit"]
+PER_IMAGE_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "image_id", "point", "bytes", "bpp", "psnr",
+                     "msssim", "msssim_db", "enc_s", "dec_s", "file"]
+RD_COLUMNS = ["submission", "point", "images", "bytes", "bpp", "psnr", "msssim", "msssim_db", "psnr_mean",
+              "msssim_mean"]
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    rows: list[dict]
+    computed: int          # jobs actually encoded this time (0 on a fully cached re-run)
+    seconds: float
+    errors: list[str]
+
+
+def load_images(ds: Dataset, log) -> tuple[list[Image], list[str]]:
+    """All usable images; bad ones are named in the errors and skipped, duplicates dropped."""
+    errors: list[str] = []
+    images, seen = [], {}
+    for im in ds.images(errors):
+        if im.sha256 in seen:
+            errors.append(f"{im.id}: duplicate of {seen[im.sha256]} (same bytes); counted once")
+            continue
+        seen[im.sha256] = im.id
+        for n in im.notes:
+            log(f"[data] {im.id}: {n}")
+        images.append(im)
+    for e in errors:
+        log(f"[data] skipped: {e}")
+    if not images:
+        raise ValueError(f"dataset {ds.name}: no usable images ({len(errors)} rejected)")
+    return images, errors
+
+
+def _bitstream_folder(run_dir: Path, mode: str, target: float) -> Path:
+    return run_dir / "bitstreams" / f"{mode}-{target:g}"
+
+
+def _publish(sel: Selection, run_dir: Path, images: list[Image]) -> Path:
+    """Copy the chosen files into a fresh folder named after the row: one file per image."""
+    folder = _bitstream_folder(run_dir, sel.mode, sel.target_bpp)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for im in images:
+        if im.id in sel.chosen:
+            shutil.copyfile(run_dir / sel.chosen[im.id]["file"], folder / f"{im.id}.bin")
+    return folder
+
+
+def _row(sub: Submission, dataset: str, sel: Selection, images: list[Image], folder: Path | None,
+         info: dict, device: str) -> dict:
+    row = {"submission": sub.name, "dataset": dataset, "target_bpp": sel.target_bpp, "mode": sel.mode,
+           "status": sel.status, "images": len(images), "budget_bytes": sel.budget_bytes,
+           "lowest_bpp": sel.lowest_bpp, "note": sel.note, "date": info["date"], "commit": info["commit"],
+           "device": device}
+    if sel.status == "ok":
+        recs = [sel.chosen[im.id] for im in images]
+        s = aggregate(recs)
+        row |= {"bytes": s.bytes, "bpp": s.bpp, "psnr": s.psnr, "msssim": s.msssim, "msssim_db": s.msssim_db,
+                "psnr_mean": s.psnr_mean, "msssim_mean": s.msssim_mean,
+                "enc_s": sum(r["enc_s"] for r in recs), "dec_s": sum(r["dec_s"] for r in recs),
+                "bitstreams": str(folder.relative_to(REPO_ROOT) if folder.is_relative_to(REPO_ROOT) else folder)}
+        if s.msssim_skipped:
+            row["note"] = (row["note"] + "; " if row["note"] else "") + \
+                f"{s.msssim_skipped} images too small for MS-SSIM (excluded from its mean)"
+    return row
+
+
+def rd_curve(sub: Submission, runner: Runner, images: list[Image]) -> list[dict]:
+    """CLIC aggregates at every point of the first sweep that every image has."""
+    rows = []
+    for p in sub.points.initial():
+        recs = [runner.cached(im.id, p) for im in images]
+        if all(recs):
+            s = aggregate(recs)
+            rows.append({"submission": sub.name, "point": p, "images": s.images, "bytes": s.bytes, "bpp": s.bpp,
+                         "psnr": s.psnr, "msssim": s.msssim, "msssim_db": s.msssim_db,
+                         "psnr_mean": s.psnr_mean, "msssim_mean": s.msssim_mean})
+    return sorted(rows, key=lambda r: r["bpp"])
+
+
+def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGETS, mode: str = "clic",
+                  objective: str = "msssim", jobs: int = 1, limit: int | None = None,
+                  reports_dir: Path = REPORTS_DIR, backend: str = "joblib", scheduler: str | None = None,
+                  progress: bool = True, report: bool = True, log=print) -> RunResult:
+    t0 = time.perf_counter()
+    sub = get_submission(submission)
+    ds = open_dataset(dataset, limit=limit)
+    images, errors = load_images(ds, log)
+    dataset_dir = Path(reports_dir) / ds.name
+    run_dir = dataset_dir / "runs" / sub.name
+    runner = Runner(sub, images, run_dir, jobs=jobs, backend=backend, scheduler=scheduler, progress=progress, log=log)
+    selections = rate_control({im.id: im.num_pixels for im in images}, sub.points, runner.evaluate,
+                              list(targets), mode=mode, objective=objective, policy=sub.policy)
+    errors += runner.failures
+    info = run_info(submission=sub.name, description=sub.description, content_hash=runner.content_hash,
+                    dataset=ds.name, settings={"targets": list(targets), "mode": mode, "objective": objective,
+                                               "policy": sub.policy, "jobs": jobs, "backend": backend},
+                    image_notes=[f"{im.id}: {n}" for im in images for n in im.notes], errors=errors)
+    device = _device(selections)
+    info["device"] = device
+    rows, per_image = [], []
+    for sel in selections:
+        folder = _publish(sel, run_dir, images) if sel.status == "ok" else None
+        rows.append(_row(sub, ds.name, sel, images, folder, info, device))
+        for im in images:
+            if im.id in sel.chosen:
+                r = sel.chosen[im.id]
+                per_image.append({"submission": sub.name, "dataset": ds.name, "target_bpp": sel.target_bpp,
+                                  "mode": sel.mode, **{k: r[k] for k in PER_IMAGE_COLUMNS[4:] if k in r},
+                                  "point": point_key(r["point"]),
+                                  "file": str((folder / f"{im.id}.bin").relative_to(REPO_ROOT))
+                                  if folder.is_relative_to(REPO_ROOT) else str(folder / f"{im.id}.bin")})
+    key = ("mode", "target_bpp")
+    write_csv(run_dir / "rows.csv", merge_rows(run_dir / "rows.csv", rows, key), ROW_COLUMNS)
+    write_csv(run_dir / "per_image.csv", merge_rows(run_dir / "per_image.csv", per_image, key + ("image_id",)),
+              PER_IMAGE_COLUMNS)
+    write_csv(run_dir / "rd.csv", rd_curve(sub, runner, images), RD_COLUMNS)
+    write_json(run_dir / "run.json", info)
+    if report:
+        from bench.report import build_report
+
+        build_report(dataset_dir)
+    return RunResult(run_dir, rows, runner.computed, time.perf_counter() - t0, errors)
+
+
+def _device(selections: list[Selection]) -> str:
+    for sel in selections:
+        for rec in sel.chosen.values():
+            return rec.get("device", "cpu")
+    return "cpu"

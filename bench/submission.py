@@ -1,0 +1,184 @@
+"""Submissions: ``submissions/<name>/submission.toml`` manifests, validated into a registry.
+
+A manifest names the codec class (``module:Class``; a module that is a ``.py`` file in the
+submission folder is loaded from there), its ``[params]``, its ``[operating_points]`` and an
+optional ``[rate_control]`` policy. Every error names the file and the offending field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import re
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.codec import Codec, OperatingPoints
+from bench.paths import SUBMISSIONS_DIR
+from bench.registry import Registry
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+TOP_FIELDS = {"name", "description", "codec", "params", "operating_points", "rate_control"}
+POLICIES = ("per-image", "shared")
+
+
+class SubmissionError(ValueError):
+    """A manifest or codec that cannot be used; the message says which file and field."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    name: str
+    description: str
+    codec_ref: str
+    root: Path
+    params: dict[str, Any] = field(default_factory=dict)
+    points: OperatingPoints = OperatingPoints("discrete", (0,))
+    policy: str = "per-image"   # CLIC mode: choose a point per image, or one point for all ("shared")
+
+    def codec_class(self) -> type[Codec]:
+        return load_codec_class(self.codec_ref, self.root)
+
+    def make_codec(self) -> Codec:
+        cls = self.codec_class()
+        try:
+            return cls(self.params, self.root)
+        except (TypeError, ValueError, KeyError, OSError) as e:
+            raise SubmissionError(f"{self.root / 'submission.toml'}: codec {self.codec_ref} rejected "
+                                  f"its [params]: {e}") from e
+
+    def content_hash(self) -> str:
+        """Changes whenever anything that can change a bitstream changes: the submission folder
+        (manifest, weights, local code), the codec's source file and its library versions."""
+        h = hashlib.sha256()
+        for p in sorted(self.root.rglob("*")):
+            if p.is_file() and p.name != "README.md" and "__pycache__" not in p.parts:
+                h.update(str(p.relative_to(self.root)).encode())
+                h.update(p.read_bytes())
+        cls = self.codec_class()
+        src = inspect.getsourcefile(cls)
+        if src:
+            h.update(Path(src).read_bytes())
+        h.update(repr(sorted(cls(self.params, self.root).versions().items())).encode())
+        return h.hexdigest()[:16]
+
+
+def load_codec_class(ref: str, root: Path) -> type[Codec]:
+    module_name, sep, cls_name = ref.partition(":")
+    if not sep or not module_name or not cls_name:
+        raise SubmissionError(f"codec entry point {ref!r} must look like 'module:Class'")
+    local = root / (module_name.replace(".", "/") + ".py")
+    try:
+        if local.is_file():
+            key = f"bench_submission_{root.name}_{module_name}".replace(".", "_").replace("-", "_")
+            if key not in sys.modules:
+                spec = importlib.util.spec_from_file_location(key, local)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[key] = module
+                spec.loader.exec_module(module)
+            module = sys.modules[key]
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise SubmissionError(f"codec entry point {ref!r}: cannot import module {module_name!r} ({e})") from None
+    cls = getattr(module, cls_name, None)
+    if cls is None:
+        raise SubmissionError(f"codec entry point {ref!r}: module {module_name!r} has no {cls_name!r}")
+    if not (inspect.isclass(cls) and issubclass(cls, Codec)):
+        raise SubmissionError(f"codec entry point {ref!r}: {cls_name} is not a subclass of bench.codec.Codec")
+    return cls
+
+
+def _expect(value: Any, types: type | tuple, where: str, what: str) -> Any:
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise SubmissionError(f"{where}: field {what!r} must be {types}, got a boolean")
+    if not isinstance(value, types):
+        raise SubmissionError(f"{where}: field {what!r} must be {getattr(types, '__name__', types)}, "
+                              f"got {type(value).__name__} {value!r}")
+    return value
+
+
+def parse_points(table: Any, where: str) -> OperatingPoints:
+    _expect(table, dict, where, "operating_points")
+    kind = table.get("kind")
+    if kind == "discrete":
+        pts = _expect(table.get("points"), list, where, "operating_points.points")
+        if not pts or len(set(map(str, pts))) != len(pts):
+            raise SubmissionError(f"{where}: field 'operating_points.points' must be a non-empty list of distinct values")
+        return OperatingPoints("discrete", tuple(pts))
+    if kind == "continuous":
+        for key in ("low", "high"):
+            if key not in table:
+                raise SubmissionError(f"{where}: field 'operating_points.{key}' is missing")
+            _expect(table[key], (int, float), where, f"operating_points.{key}")
+        if not table["low"] < table["high"]:
+            raise SubmissionError(f"{where}: field 'operating_points.low' must be below 'high'")
+        direction = table.get("direction", "quality-up")
+        if direction not in ("quality-up", "quality-down"):
+            raise SubmissionError(f"{where}: field 'operating_points.direction' must be 'quality-up' "
+                                  f"(larger value, more bits) or 'quality-down', got {direction!r}")
+        grid = _expect(table.get("grid", 8), int, where, "operating_points.grid")
+        unknown = set(table) - {"kind", "low", "high", "direction", "integer", "grid"}
+        if unknown:
+            raise SubmissionError(f"{where}: unknown field(s) {sorted('operating_points.' + u for u in unknown)}")
+        return OperatingPoints("continuous", (), float(table["low"]), float(table["high"]),
+                               direction == "quality-up", bool(table.get("integer", False)), max(grid, 2))
+    raise SubmissionError(f"{where}: field 'operating_points.kind' must be 'discrete' or 'continuous', got {kind!r}")
+
+
+def load_manifest(path: Path) -> Submission:
+    """Read and validate one submission.toml."""
+    where = str(path)
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise SubmissionError(f"{where}: not valid TOML ({e})") from None
+    except OSError as e:
+        raise SubmissionError(f"{where}: cannot read ({e})") from None
+    unknown = set(raw) - TOP_FIELDS
+    if unknown:
+        raise SubmissionError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(TOP_FIELDS)}")
+    for key in ("name", "description", "codec", "operating_points"):
+        if key not in raw:
+            raise SubmissionError(f"{where}: required field {key!r} is missing")
+    name = _expect(raw["name"], str, where, "name")
+    if not NAME_RE.match(name):
+        raise SubmissionError(f"{where}: field 'name' {name!r} must be lower-case letters, digits, '_' or '-' "
+                              "(no path separators: a submission cannot point outside submissions/)")
+    if name != Path(path).parent.name:
+        raise SubmissionError(f"{where}: field 'name' is {name!r} but the folder is {Path(path).parent.name!r}; "
+                              "they must match")
+    rc = _expect(raw.get("rate_control", {}), dict, where, "rate_control")
+    policy = rc.get("policy", "per-image")
+    if policy not in POLICIES:
+        raise SubmissionError(f"{where}: field 'rate_control.policy' must be one of {POLICIES}, got {policy!r}")
+    return Submission(
+        name=name,
+        description=_expect(raw["description"], str, where, "description").strip(),
+        codec_ref=_expect(raw["codec"], str, where, "codec"),
+        root=Path(path).parent.resolve(),
+        params=_expect(raw.get("params", {}), dict, where, "params"),
+        points=parse_points(raw["operating_points"], where),
+        policy=policy,
+    )
+
+
+def discover(root: Path = SUBMISSIONS_DIR) -> Registry[Submission]:
+    """All submissions under ``root``; a broken manifest stops discovery with its error."""
+    reg: Registry[Submission] = Registry("submission")
+    for manifest in sorted(Path(root).glob("*/submission.toml")):
+        sub = load_manifest(manifest)
+        reg.add(sub.name, sub)
+    return reg
+
+
+def get_submission(name: str, root: Path = SUBMISSIONS_DIR) -> Submission:
+    if not NAME_RE.match(name or ""):
+        raise SubmissionError(f"submission name {name!r} is not a plain name (letters, digits, '_', '-'); "
+                              "submissions live in folders directly under submissions/")
+    return discover(root).get(name)

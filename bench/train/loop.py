@@ -1,0 +1,234 @@
+"""The training loop: R + λ·D with additive-noise quantisation, padding-aware batches,
+the entropy bottleneck's auxiliary loss, resumable checkpoints and CSV logs.
+
+A run's state lives in ``checkpoints/<submission>/<run>/`` (``last.pt`` with optimiser and
+RNG state, ``train.csv``, ``val.csv``); every save also exports fp16 weights and the logs to
+``submissions/<submission>/weights/`` so the committed files are always the latest.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from pytorch_msssim import ms_ssim
+
+from bench.models.hyperprior import build_model, hard_forward
+from bench.paths import SUBMISSIONS_DIR, checkpoints_dir
+from bench.train.data import CropSampler, load_training_images
+from bench.train.recipe import Recipe, RunSpec
+
+MSSSIM_WEIGHTS = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
+TRAIN_COLUMNS = ["step", "loss", "bpp", "distortion", "msssim", "psnr", "aux_loss", "lr", "seconds"]
+VAL_COLUMNS = ["step", "loss", "bpp", "distortion", "msssim", "psnr", "seconds"]
+
+
+def run_dir(submission: str, run: str) -> Path:
+    return checkpoints_dir() / submission / run
+
+
+def weights_path(submission: str, run: str) -> Path:
+    return SUBMISSIONS_DIR / submission / "weights" / f"{run}.pt"
+
+
+def distortion(x_hat: torch.Tensor, x: torch.Tensor, recipe: Recipe) -> tuple[torch.Tensor, dict]:
+    """D for the loss (1 − MS-SSIM or MSE on [0, 1]) plus both metrics for the log."""
+    x_hat = x_hat.clamp(0, 1)
+    mse = F.mse_loss(x_hat, x)
+    w = MSSSIM_WEIGHTS[: recipe.loss.msssim_scales]
+    ms = ms_ssim(x_hat, x, data_range=1.0, win_size=recipe.loss.msssim_win, weights=w)
+    d = 1 - ms if recipe.loss.distortion == "ms-ssim" else mse * 255**2
+    return d, {"msssim": ms.item(), "psnr": (10 * math.log10(1 / max(mse.item(), 1e-12)))}
+
+
+def rate_bpp(likelihoods: dict, real_pixels: int) -> torch.Tensor:
+    """Bits per real (unpadded) pixel from the likelihoods of all latents."""
+    bits = sum(-torch.log2(l).sum() for l in likelihoods.values())
+    return bits / real_pixels
+
+
+def pad_batch(x: torch.Tensor, pad_prob: float, pad_max: int, rng: random.Random) -> tuple[torch.Tensor, int, int]:
+    """Padding-aware training (CLIC 2020 Algorithm 1): with probability ``pad_prob`` keep only the
+    top-left (H−h_pad)×(W−w_pad) of the batch and zero-fill the rest, so the network sees the
+    zero borders that inference padding creates. Returns the input and the real height/width."""
+    _, _, h, w = x.shape
+    if pad_max <= 0 or rng.random() >= pad_prob:
+        return x, h, w
+    hp, wp = rng.randint(0, pad_max), rng.randint(0, pad_max)
+    real = x[..., : h - hp, : w - wp]
+    return F.pad(real, (0, wp, 0, hp)), h - hp, w - wp
+
+
+def _optimizers(model: torch.nn.Module, run: RunSpec):
+    main, aux = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (aux if name.endswith(".quantiles") else main).append(p)
+    return torch.optim.Adam(main, lr=run.lr), torch.optim.Adam(aux, lr=1e-3)
+
+
+def _freeze_encoder_side(model: torch.nn.Module) -> None:
+    """Stage 2 (soft-then-hard): g_a and h_a are frozen so the latents the decoder side is tuned
+    on are exactly those the encoder will send; only g_s, h_s and the entropy models learn."""
+    for part in (model.g_a, model.h_a):
+        for p in part.parameters():
+            p.requires_grad_(False)
+
+
+def _resolve_init(recipe: Recipe, run: RunSpec) -> Path:
+    sub, _, name = run.init.rpartition("/")
+    sub = sub or recipe.submission
+    ckpt = run_dir(sub, name) / "last.pt"
+    return ckpt if ckpt.exists() else weights_path(sub, name)
+
+
+def load_state(path: Path) -> dict:
+    """Model weights from a checkpoint or an exported weight file (fp16 is cast back to fp32)."""
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    state = obj["model"] if "model" in obj else obj["state_dict"]
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _append_csv(path: Path, columns: list[str], row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        if new:
+            w.writeheader()
+        w.writerow({k: row[k] for k in columns})
+
+
+@torch.no_grad()
+def validate(model, images: list[torch.Tensor], recipe: Recipe, run: RunSpec) -> dict:
+    """Real-quantisation (rounded) loss on held-out training-folder images, centre 256 crops."""
+    model.eval()
+    tot = {"loss": 0.0, "bpp": 0.0, "distortion": 0.0, "msssim": 0.0, "psnr": 0.0}
+    for img in images:
+        _, h, w = img.shape
+        s = min(256, h, w) // 64 * 64
+        top, left = (h - s) // 2, (w - s) // 2
+        x = img[:, top : top + s, left : left + s].unsqueeze(0).float() / 255
+        out = hard_forward(model, x)
+        bpp = rate_bpp(out["likelihoods"], s * s)
+        d, m = distortion(out["x_hat"], x, recipe)
+        for k, v in {"loss": (bpp + run.lmbda * d).item(), "bpp": bpp.item(), "distortion": d.item(), **m}.items():
+            tot[k] += v / len(images)
+    model.train()
+    return tot
+
+
+def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threads: int | None = None) -> Path:
+    """Train (or resume) one run of a recipe; returns the exported weights path."""
+    if threads:
+        torch.set_num_threads(threads)
+    run = recipe.run(run_name)
+    total_steps = min(run.steps, max_steps) if max_steps else run.steps
+    out_dir = run_dir(recipe.submission, run.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "last.pt"
+
+    model = build_model(recipe.model.arch, recipe.model.N, recipe.model.M)
+    if run.stage == 2:
+        _freeze_encoder_side(model)
+    opt, aux_opt = _optimizers(model, run)
+    step, seconds = 0, 0.0
+    rng = random.Random(run.seed)
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        aux_opt.load_state_dict(ck["aux_opt"])
+        step, seconds = ck["step"], ck["seconds"]
+        rng.setstate(ck["py_rng"])
+        torch.set_rng_state(ck["torch_rng"])
+        print(f"[train] resumed {recipe.submission}/{run.name} at step {step} ({seconds / 3600:.2f} h)")
+    elif run.init:
+        src = _resolve_init(recipe, run)
+        model.load_state_dict(load_state(src))
+        print(f"[train] {recipe.submission}/{run.name} starts from {src}")
+    else:
+        torch.manual_seed(run.seed)
+
+    train_imgs, val_imgs = load_training_images(recipe.data)
+    sampler = CropSampler(train_imgs, recipe.data.crop, recipe.data.batch, seed=run.seed + step)
+    pad_max = recipe.data.pad_max if recipe.data.pad_max is not None else round(20 * recipe.data.crop / 256)
+    model.train()
+    acc: dict[str, float] = {}
+    n_acc = 0
+    t_last = time.perf_counter()
+    while step < total_steps:
+        lr = run.lr / 10 if run.lr_drop_at is not None and step >= run.lr_drop_at else run.lr
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = sampler.batch()
+        x_in, rh, rw = pad_batch(x, recipe.data.pad_prob, pad_max, rng)
+        out = hard_forward(model, x_in) if run.stage == 2 else model(x_in)
+        bpp = rate_bpp(out["likelihoods"], x.shape[0] * rh * rw)
+        d, m = distortion(out["x_hat"][..., :rh, :rw], x[..., :rh, :rw], recipe)
+        loss = bpp + run.lmbda * d
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if run.clip:
+            torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], run.clip)
+        opt.step()
+        aux = model.aux_loss()
+        aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        aux_opt.step()
+        step += 1
+        now = time.perf_counter()
+        seconds += now - t_last
+        t_last = now
+        for k, v in {"loss": loss.item(), "bpp": bpp.item(), "distortion": d.item(), "aux_loss": aux.item(), **m}.items():
+            acc[k] = acc.get(k, 0.0) + v
+        n_acc += 1
+        if step % run.log_every == 0 or step == total_steps:
+            row = {k: v / n_acc for k, v in acc.items()} | {"step": step, "lr": lr, "seconds": round(seconds, 1)}
+            _append_csv(out_dir / "train.csv", TRAIN_COLUMNS, row)
+            print(f"[train] {run.name} step {step} loss {row['loss']:.4f} bpp {row['bpp']:.3f} "
+                  f"ms-ssim {row['msssim']:.4f} psnr {row['psnr']:.2f} ({seconds / step if step else 0:.2f} s/step avg)", flush=True)
+            acc, n_acc = {}, 0
+        if (step % run.val_every == 0 or step == total_steps) and val_imgs:
+            v = validate(model, val_imgs, recipe, run) | {"step": step, "seconds": round(seconds, 1)}
+            _append_csv(out_dir / "val.csv", VAL_COLUMNS, v)
+            print(f"[val]   {run.name} step {step} bpp {v['bpp']:.3f} ms-ssim {v['msssim']:.4f} psnr {v['psnr']:.2f}", flush=True)
+            t_last = time.perf_counter()  # validation time is not training time
+        if step % run.save_every == 0 or step == total_steps:
+            _save(model, opt, aux_opt, step, seconds, rng, ckpt_path)
+            export(recipe, run, model, step, seconds)
+            t_last = time.perf_counter()
+    return weights_path(recipe.submission, run.name)
+
+
+def _save(model, opt, aux_opt, step, seconds, rng, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
+                "step": step, "seconds": seconds, "py_rng": rng.getstate(),
+                "torch_rng": torch.get_rng_state()}, tmp)
+    tmp.replace(path)
+
+
+def export(recipe: Recipe, run: RunSpec, model, step: int, seconds: float) -> None:
+    """fp16 weights + metadata + the CSV logs into the submission folder (the files to commit)."""
+    dst = weights_path(recipe.submission, run.name)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    meta = {"arch": recipe.model.arch, "N": recipe.model.N, "M": recipe.model.M, "lmbda": run.lmbda,
+            "distortion": recipe.loss.distortion, "steps": step, "train_seconds": round(seconds, 1),
+            "threads": torch.get_num_threads(), "device": "cpu", "run": asdict(run) | {"init": run.init}}
+    tmp = dst.with_suffix(".tmp")
+    torch.save({"state_dict": state, "meta": meta}, tmp)
+    tmp.replace(dst)
+    dst.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    src = run_dir(recipe.submission, run.name)
+    for log in ("train.csv", "val.csv"):
+        if (src / log).exists():
+            (dst.parent / f"{run.name}.{log}").write_bytes((src / log).read_bytes())

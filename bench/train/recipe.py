@@ -1,0 +1,107 @@
+"""Training recipes: ``submissions/<name>/train.toml`` parsed into typed settings.
+
+A recipe has shared ``[model]``, ``[data]`` and ``[loss]`` tables and an ordered list of
+``[[runs]]``; each run trains one model (one λ) and may start from another run's weights
+(``init = "base"`` or ``init = "other_submission/base"``), which is how every variant is
+derived from one shared stage-1 base.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+class RecipeError(ValueError):
+    """A train.toml that cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    arch: str = "scale_hyperprior"
+    N: int = 128
+    M: int = 192
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    train: str = "cid22-train"
+    val_images: int = 8          # the last images (by file name) of the training folder
+    crop: int = 128
+    batch: int = 8
+    pad_prob: float = 0.5        # padding-aware training (CLIC 2020, Algorithm 1)
+    pad_max: int | None = None   # None: 20 px scaled by crop / 256
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    distortion: str = "ms-ssim"  # or "mse"
+    msssim_win: int = 7          # smaller window than the 11 of evaluation, for small crops
+    msssim_scales: int = 5
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    name: str
+    lmbda: float
+    steps: int
+    lr: float = 3e-4
+    lr_drop_at: int | None = None   # step after which lr is divided by 10
+    init: str | None = None         # "run" or "submission/run": start from those weights
+    stage: int = 1                  # 1: additive noise; 2: soft-then-hard (decoder side only)
+    val_every: int = 250
+    save_every: int = 100
+    log_every: int = 25
+    clip: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    submission: str
+    path: Path
+    model: ModelSpec
+    data: DataSpec
+    loss: LossSpec
+    runs: tuple[RunSpec, ...] = field(default_factory=tuple)
+
+    def run(self, name: str) -> RunSpec:
+        for r in self.runs:
+            if r.name == name:
+                return r
+        raise RecipeError(f"{self.path}: no run named {name!r}; runs: {[r.name for r in self.runs]}")
+
+
+def _build(cls, table: dict, where: str):
+    known = {f.name for f in fields(cls)}
+    unknown = set(table) - known
+    if unknown:
+        raise RecipeError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+    try:
+        return cls(**table)
+    except TypeError as e:
+        raise RecipeError(f"{where}: {e}") from None
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Parse and validate a train.toml."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise RecipeError(f"{path}: cannot read recipe: {e}") from None
+    runs = tuple(_build(RunSpec, r, f"{path} [[runs]] #{i + 1}") for i, r in enumerate(raw.get("runs", [])))
+    if not runs:
+        raise RecipeError(f"{path}: no [[runs]] table; a recipe trains at least one model")
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise RecipeError(f"{path}: duplicate run names in {names}")
+    return Recipe(
+        submission=path.parent.name,
+        path=path,
+        model=_build(ModelSpec, raw.get("model", {}), f"{path} [model]"),
+        data=_build(DataSpec, raw.get("data", {}), f"{path} [data]"),
+        loss=_build(LossSpec, raw.get("loss", {}), f"{path} [loss]"),
+        runs=runs,
+    )
