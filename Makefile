@@ -7,8 +7,10 @@ TARGETS ?= 0.075,0.15,0.3
 MODE ?= clic
 OBJECTIVE ?= msssim
 JOBS ?= 1
+BACKEND ?= joblib
+SCHEDULER ?=
 
-.PHONY: setup bench test test-slow train report list benchmark clean-cache
+.PHONY: setup bench test test-slow train report list benchmark load clean-cache
 
 setup: .venv/.installed
 
@@ -20,7 +22,7 @@ setup: .venv/.installed
 
 bench: setup  ## benchmark SUBMISSION on DATASET at TARGETS; report in reports/$(DATASET)/
 	$(PY) -m bench run --submission $(SUBMISSION) --dataset $(DATASET) --targets $(TARGETS) \
-	  --mode $(MODE) --objective $(OBJECTIVE) --jobs $(JOBS)
+	  --mode $(MODE) --objective $(OBJECTIVE) --jobs $(JOBS) --backend $(BACKEND) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 test: setup  ## the fast suite (CI); slow checks are marked and run by test-slow
 	$(PY) -m pytest -q -m "not slow"
@@ -39,3 +41,6 @@ list: setup
 
 benchmark: setup  ## speed/throughput benchmarks; results written under reports/
 	$(PY) benchmarks/train_throughput.py
+
+load: setup  ## throughput on full Kodak + CLIC 2025 with JOBS=1 and 2 (LIMIT=N for a quick look); reports/load/
+	$(PY) benchmarks/load.py $(if $(LIMIT),--limit $(LIMIT))

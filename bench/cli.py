@@ -77,11 +77,13 @@ def cmd_decode(args) -> int:
 
 
 def cmd_train(args) -> int:
+    if not (args.submission or args.recipe):
+        raise SystemExit("error: give --submission NAME or --recipe PATH")
     from bench.train.loop import train_run
     from bench.train.recipe import load_recipe
     from bench.paths import SUBMISSIONS_DIR
 
-    recipe = load_recipe(SUBMISSIONS_DIR / args.submission / "train.toml")
+    recipe = load_recipe(Path(args.recipe) if args.recipe else SUBMISSIONS_DIR / args.submission / "train.toml")
     runs = [args.run] if args.run else [r.name for r in recipe.runs]
     for run in runs:
         path = train_run(recipe, run, max_steps=args.max_steps, threads=args.threads)
@@ -122,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=cmd_decode)
 
     t = sp.add_parser("train", help="train (or resume) a submission's models from its train.toml")
-    t.add_argument("--submission", "-s", required=True)
+    t.add_argument("--submission", "-s", help="train submissions/<name>/train.toml")
+    t.add_argument("--recipe", help="a train.toml elsewhere (its folder receives the weights)")
     t.add_argument("--run", help="one run of the recipe (default: all, in order)")
     t.add_argument("--max-steps", type=int, help="stop after this many steps (tiny smoke runs)")
     t.add_argument("--threads", type=int, help="torch threads")
@@ -132,10 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from bench.distributed import SchedulerError
     from bench.errors import USER_ERRORS
 
     try:
         return args.fn(args)
-    except USER_ERRORS as e:
+    except (*USER_ERRORS, SchedulerError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

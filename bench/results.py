@@ -70,25 +70,33 @@ class RecordStore:
     """Append-only JSON-lines log of records, keyed by (content hash, image sha256, point key).
 
     Each record is one ``write`` of one line with fsync, so a killed run leaves at most one
-    partial last line, which loading skips (and the next append starts on a fresh line).
+    partial last line. Loading skips it (that job is simply redone) and, when it found such a
+    line or a key twice, rewrites the log with only whole, distinct records (to a temporary
+    file, then renamed), so a resumed run ends with no half-written or duplicated record.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.records: dict[tuple[str, str, str], dict] = {}
-        if self.path.exists():
-            raw = self.path.read_bytes()
-            for line in raw.split(b"\n"):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a kill: that job is simply redone
-                self.records[self.key(rec)] = rec
-            self._needs_newline = bool(raw) and not raw.endswith(b"\n")
+        self._needs_newline = False
+        self.repaired = 0   # torn or duplicate lines dropped when loading
+        if not self.path.exists():
+            return
+        raw = self.path.read_bytes()
+        lines = [line for line in raw.split(b"\n") if line.strip()]
+        for line in lines:
+            try:
+                rec = json.loads(line)
+                key = self.key(rec)
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+                continue  # a line cut by a kill: that job is simply redone
+            self.records.pop(key, None)   # the last copy of a key wins, in its place
+            self.records[key] = rec
+        self.repaired = len(lines) - len(self.records)
+        if self.repaired:
+            atomic_write_text(self.path, "".join(json.dumps(r, allow_nan=True) + "\n" for r in self.records.values()))
         else:
-            self._needs_newline = False
+            self._needs_newline = bool(raw) and not raw.endswith(b"\n")
 
     @staticmethod
     def key(rec: dict) -> tuple[str, str, str]:

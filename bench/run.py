@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data import Dataset, Image, open_dataset
+from bench.data import Dataset, DatasetError, Image, open_dataset
 from bench.metrics import aggregate
 from bench.paths import REPO_ROOT, REPORTS_DIR
 from bench.ratecontrol import Selection, rate_control
@@ -54,7 +54,8 @@ def load_images(ds: Dataset, log) -> tuple[list[Image], list[str]]:
     for e in errors:
         log(f"[data] skipped: {e}")
     if not images:
-        raise ValueError(f"dataset {ds.name}: no usable images ({len(errors)} rejected)")
+        raise DatasetError(f"dataset {ds.name}: no usable images ({len(errors)} rejected: "
+                           f"{'; '.join(errors[:3])}{'…' if len(errors) > 3 else ''})")
     return images, errors
 
 
@@ -117,9 +118,10 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
     dataset_dir = Path(reports_dir) / ds.name
     run_dir = dataset_dir / "runs" / sub.name
     runner = Runner(sub, images, run_dir, jobs=jobs, backend=backend, scheduler=scheduler, progress=progress, log=log)
-    selections = rate_control({im.id: im.num_pixels for im in images}, sub.points, runner.evaluate,
-                              list(targets), mode=mode, objective=objective, policy=sub.policy)
+    with runner.session():
+        images, selections = _rate_control(sub, runner, images, list(targets), mode, objective, log)
     errors += runner.failures
+    errors += [f"{i}: left out of the run (its codec job failed, see above)" for i in sorted(runner.failed_images)]
     info = run_info(submission=sub.name, description=sub.description, content_hash=runner.content_hash,
                     dataset=ds.name, settings={"targets": list(targets), "mode": mode, "objective": objective,
                                                "policy": sub.policy, "jobs": jobs, "backend": backend},
@@ -149,6 +151,27 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
 
         build_report(dataset_dir)
     return RunResult(run_dir, rows, runner.computed, time.perf_counter() - t0, errors)
+
+
+def _rate_control(sub: Submission, runner: Runner, images: list[Image], targets: list[float], mode: str,
+                  objective: str, log) -> tuple[list[Image], list[Selection]]:
+    """Rate control over ``images``. An image whose codec job fails (the codec raised, or
+    decoded a wrong shape) is named in the errors and left out, and rate control runs again on
+    the rest: their records are cached, so nothing is encoded twice. One bad image does not
+    stop the run."""
+    while True:
+        try:
+            return images, rate_control({im.id: im.num_pixels for im in images}, sub.points, runner.evaluate,
+                                        targets, mode=mode, objective=objective, policy=sub.policy)
+        except RuntimeError:
+            bad = {im.id for im in images} & runner.failed_images
+            if not bad:
+                raise
+            images = [im for im in images if im.id not in bad]
+            log(f"[run] left out after failed jobs: {', '.join(sorted(bad))}")
+            if not images:
+                raise DatasetError(f"{sub.name}: every image failed to code; first errors: "
+                                   f"{'; '.join(runner.failures[:3])}") from None
 
 
 def _device(selections: list[Selection]) -> str:

@@ -96,6 +96,18 @@ class Runner:
         self.progress, self.log = progress, log
         self.computed = 0
         self.failures: list[str] = []
+        self.failed_images: set[str] = set()   # ids of images with at least one failed job
+
+    def session(self):
+        """A context that keeps the backend's workers up across rounds of :meth:`evaluate`
+        (one Dask cluster for the whole run, not one per round); a no-op for joblib."""
+        if self.backend == "dask":
+            from bench.distributed import dask_session
+
+            return dask_session(self.scheduler, self.jobs)
+        from contextlib import nullcontext
+
+        return nullcontext()
 
     def bitstream_path(self, image: Image, point: Any) -> Path:
         return self.run_dir / "cache" / self.content_hash / point_key(point) / f"{image.id}.bin"
@@ -136,6 +148,7 @@ class Runner:
                 if isinstance(result, BaseException):
                     msg = f"{job.image.id} @ {point_key(job.point)}: {type(result).__name__}: {result}"
                     self.failures.append(msg)
+                    self.failed_images.add(job.image.id)
                     self.log(f"[run] job failed: {msg}")
                     continue
                 yield result

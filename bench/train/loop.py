@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from pytorch_msssim import ms_ssim
 
 from bench.models.hyperprior import build_model, hard_forward
-from bench.paths import SUBMISSIONS_DIR, checkpoints_dir
+from bench.paths import checkpoints_dir
 from bench.train.data import CropSampler, load_training_images
 from bench.train.recipe import Recipe, RunSpec
 
@@ -34,8 +34,9 @@ def run_dir(submission: str, run: str) -> Path:
     return checkpoints_dir() / submission / run
 
 
-def weights_path(submission: str, run: str) -> Path:
-    return SUBMISSIONS_DIR / submission / "weights" / f"{run}.pt"
+def weights_path(submission_dir: Path, run: str) -> Path:
+    """Exported weights live beside the recipe: ``<submission>/weights/<run>.pt``."""
+    return Path(submission_dir) / "weights" / f"{run}.pt"
 
 
 def distortion(x_hat: torch.Tensor, x: torch.Tensor, recipe: Recipe) -> tuple[torch.Tensor, dict]:
@@ -87,7 +88,7 @@ def _resolve_init(recipe: Recipe, run: RunSpec) -> Path:
     sub, _, name = run.init.rpartition("/")
     sub = sub or recipe.submission
     ckpt = run_dir(sub, name) / "last.pt"
-    return ckpt if ckpt.exists() else weights_path(sub, name)
+    return ckpt if ckpt.exists() else weights_path(recipe.path.parent.parent / sub, name)
 
 
 def load_state(path: Path) -> dict:
@@ -205,7 +206,7 @@ def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threa
             _save(model, opt, aux_opt, step, seconds, rng, ckpt_path)
             export(recipe, run, model, step, seconds)
             t_last = time.perf_counter()
-    return weights_path(recipe.submission, run.name)
+    return weights_path(recipe.path.parent, run.name)
 
 
 def _save(model, opt, aux_opt, step, seconds, rng, path: Path) -> None:
@@ -218,7 +219,7 @@ def _save(model, opt, aux_opt, step, seconds, rng, path: Path) -> None:
 
 def export(recipe: Recipe, run: RunSpec, model, step: int, seconds: float) -> None:
     """fp16 weights + metadata + the CSV logs into the submission folder (the files to commit)."""
-    dst = weights_path(recipe.submission, run.name)
+    dst = weights_path(recipe.path.parent, run.name)
     dst.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     meta = {"arch": recipe.model.arch, "N": recipe.model.N, "M": recipe.model.M, "lmbda": run.lmbda,

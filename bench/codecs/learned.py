@@ -1,0 +1,387 @@
+"""Learned codecs: the project's own hyperprior models and compressai's zoo, behind the
+:class:`~bench.codec.Codec` contract and the :mod:`bench.container` file format.
+
+Both codecs pad the image with zeros (right and bottom) to a multiple of 2**DOWNSAMPLINGS,
+run compressai's ``compress``/``decompress`` in float32 on the CPU under ``torch.no_grad``,
+and crop back to the original size. The entropy decoder needs exactly the scales the
+encoder used, which compressai's ``decompress`` recomputes from the decoded z; that is
+deterministic for a given machine, library versions and thread count (see ``versions``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.codec import BitstreamError, Codec
+from bench.container import MAX_SIDE, pack, unpack
+from bench.models.hyperprior import DOWNSAMPLINGS, build_model
+
+PAD = 2**DOWNSAMPLINGS
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_MODELS: dict[tuple, nn.Module] = {}     # loaded models, shared by all codec instances of a process
+_EST_CACHE_SIZE = 16
+
+
+# --------------------------------------------------------------------------- tensors
+def to_tensor(image: np.ndarray) -> tuple[torch.Tensor, int, int]:
+    """uint8 H×W×3 → 1×3×H'×W' float32 in [0, 1], zero-padded right/bottom to a multiple of PAD."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected a uint8 H×W×3 image, got {image.dtype} {image.shape}")
+    h, w = image.shape[:2]
+    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+        raise ValueError(f"image size {h}×{w} outside 1..{MAX_SIDE}")
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0).float().div(255)
+    return F.pad(x, (0, (-w) % PAD, 0, (-h) % PAD)), h, w
+
+
+def to_image(x_hat: torch.Tensor, h: int, w: int) -> np.ndarray:
+    """1×3×H'×W' in [0, 1] → uint8 h×w×3 (crop, clamp, ×255, round)."""
+    out = x_hat[0, :, :h, :w].clamp(0, 1).mul(255).round().to(torch.uint8)
+    return out.permute(1, 2, 0).contiguous().numpy()
+
+
+def latent_shape(h: int, w: int) -> tuple[int, int]:
+    """The z spatial shape a (padded) h×w image has."""
+    return math.ceil(h / PAD), math.ceil(w / PAD)
+
+
+def _bits(likelihoods) -> float:
+    return float(sum(-torch.log2(l).sum() for l in likelihoods))
+
+
+def _prepare(model: nn.Module) -> nn.Module:
+    """float32, CDF tables rebuilt, masked convolutions masked, eval mode, no gradients."""
+    from compressai.layers import MaskedConv2d
+
+    model = model.float()
+    for m in model.modules():
+        if isinstance(m, MaskedConv2d):   # decompress uses .weight unmasked: mask it once here
+            m.weight.data.mul_(m.mask)
+    model.update(force=True)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def _plain_compress(model: nn.Module) -> str | None:
+    """'scale' or 'mean-scale' when ``model.compress`` is compressai's plain hyperprior one
+    (so its intermediate tensors give the likelihoods for free), else None."""
+    from compressai.models import MeanScaleHyperprior, ScaleHyperprior
+
+    fn = getattr(type(model), "compress", None)
+    return {ScaleHyperprior.compress: "scale", MeanScaleHyperprior.compress: "mean-scale"}.get(fn)
+
+
+@torch.no_grad()
+def compress_with_bits(model: nn.Module, x: torch.Tensor) -> tuple[dict, float | None]:
+    """``model.compress(x)`` plus the estimated bits of the rounded latents when they come
+    for free: forward hooks catch y, z and the hyper-synthesis output, and the entropy models
+    (no network) give the likelihoods of the quantised values, as an eval-mode forward would."""
+    kind = _plain_compress(model)
+    if kind is None:
+        return model.compress(x), None
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(name):
+        return lambda _m, _inp, out: seen.setdefault(name, out)
+
+    hooks = [model.g_a.register_forward_hook(keep("y")), model.h_a.register_forward_hook(keep("z")),
+             model.h_s.register_forward_hook(keep("params"))]
+    try:
+        out = model.compress(x)
+    finally:
+        for hk in hooks:
+            hk.remove()
+    _, z_lik = model.entropy_bottleneck(seen["z"], training=False)
+    params = seen["params"]
+    scales, means = params.chunk(2, 1) if kind == "mean-scale" else (params, None)
+    _, y_lik = model.gaussian_conditional(seen["y"], scales, means=means, training=False)
+    return out, _bits([y_lik, z_lik])
+
+
+@torch.no_grad()
+def forward_bits(model: nn.Module, x: torch.Tensor) -> float:
+    """Estimated bits from an eval-mode forward pass (rounded latents)."""
+    return _bits(model(x)["likelihoods"].values())
+
+
+# --------------------------------------------------------------------------- shared codec
+class _LearnedCodec(Codec):
+    """encode/decode/measure over a list of models addressed by a uint16 id."""
+
+    def __init__(self, params: dict[str, Any], root: Any = None) -> None:
+        super().__init__(params, root)
+        self._est: OrderedDict[tuple, float] = OrderedDict()
+
+    # subclasses: the model for an operating point, and for an id read from a file
+    def _for_point(self, point: Any) -> tuple[int, nn.Module]:
+        raise NotImplementedError
+
+    def _for_id(self, model_id: int) -> nn.Module:
+        raise NotImplementedError
+
+    @staticmethod
+    def _image_key(image: np.ndarray) -> bytes:
+        a = np.ascontiguousarray(image)
+        return hashlib.blake2b(a.tobytes(), digest_size=16, person=repr(a.shape).encode()[:16]).digest()
+
+    def encode(self, image: np.ndarray, point: Any) -> bytes:
+        model_id, model = self._for_point(point)
+        x, h, w = to_tensor(image)
+        out, est = compress_with_bits(model, x)
+        y_strings, z_strings = out["strings"]
+        if len(y_strings) != 1 or len(z_strings) != 1:
+            raise RuntimeError(f"expected one y and one z string, got {len(y_strings)} and {len(z_strings)}")
+        data = pack(model_id, h, w, [z_strings[0], y_strings[0]], tuple(out["shape"]))
+        if est is not None:
+            self._est[(model_id, self._image_key(image))] = est
+            while len(self._est) > _EST_CACHE_SIZE:
+                self._est.popitem(last=False)
+        return data
+
+    def decode(self, data: bytes) -> np.ndarray:
+        c = unpack(data)                      # magic, version, lengths, CRC, size: before any decoder
+        model = self._for_id(c.model_id)
+        if len(c.streams) != 2:
+            raise BitstreamError(f"expected 2 streams (z, y), the file has {len(c.streams)}")
+        expect = latent_shape(c.height, c.width)
+        if c.shape != expect:
+            raise BitstreamError(f"latent shape {c.shape} does not match a {c.height}×{c.width} image "
+                                 f"(expected {expect})")
+        z, y = c.streams
+        try:
+            with torch.no_grad():
+                x_hat = model.decompress([[y], [z]], c.shape)["x_hat"]
+        except (RuntimeError, ValueError, AssertionError, IndexError) as e:
+            raise BitstreamError(f"entropy decoding failed: {type(e).__name__}: {e}") from None
+        return to_image(x_hat, c.height, c.width)
+
+    def measure(self, image: np.ndarray, point: Any, data: bytes) -> dict[str, float]:
+        """est_bits (−log2 likelihoods of the rounded latents; cached from encode when it could
+        compute them, else one eval-mode forward pass), file_bits and the overhead in %."""
+        model_id, model = self._for_point(point)
+        est = self._est.get((model_id, self._image_key(image)))
+        if est is None:
+            est = forward_bits(model, to_tensor(image)[0])
+        file_bits = len(data) * 8
+        return {"est_bits": est, "file_bits": float(file_bits),
+                "overhead_pct": 100.0 * (file_bits - est) / est if est > 0 else float("inf")}
+
+    def versions(self) -> dict[str, str]:
+        import compressai
+
+        return {"compressai": compressai.__version__, "torch": torch.__version__}
+
+
+# --------------------------------------------------------------------------- own models
+def load_weights(path: Path) -> nn.Module:
+    """A model from an exported weight file (``{"state_dict": fp16, "meta": {arch, N, M, ...}}``),
+    ready to code; cached per process by path, size and mtime. Errors name the file."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise ValueError(f"{path}: weight file not found ({e.strerror})") from None
+    key = ("weights", str(path), st.st_size, st.st_mtime_ns)
+    if key in _MODELS:
+        return _MODELS[key]
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and torch errors all mean the same thing here
+        raise ValueError(f"{path}: not a valid weight file ({type(e).__name__}: {e})") from None
+    if not (isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and isinstance(obj.get("meta"), dict)):
+        raise ValueError(f"{path}: not an exported weight file (expected a dict with 'state_dict' and 'meta')")
+    meta = obj["meta"]
+    try:
+        arch, n, m = meta["arch"], int(meta["N"]), int(meta["M"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: 'meta' lacks a valid arch/N/M ({e})") from None
+    try:
+        model = build_model(arch, n, m)
+        defaults = dict(model.named_buffers())
+        state = {}
+        for k, v in obj["state_dict"].items():
+            d = defaults.get(k)
+            if (d is not None and d.is_floating_point() and v.is_floating_point() and d.shape == v.shape
+                    and torch.equal(v, d.to(v.dtype))):
+                # a constant buffer that the fp16 export only rounded (the 1e-9 likelihood bound
+                # becomes 0, the GDN pedestal 2**-36 too): keep the exact fp32 value
+                state[k] = d.clone()
+            else:
+                state[k] = v.float() if v.is_floating_point() else v
+        model.load_state_dict(state)
+    except (ValueError, RuntimeError, KeyError, AttributeError) as e:
+        raise ValueError(f"{path}: weights do not fit {arch} N={n} M={m} ({e})") from None
+    _MODELS[key] = model = _prepare(model)
+    return model
+
+
+class HyperpriorCodec(_LearnedCodec):
+    """The project's hyperprior models; operating points are model names.
+
+    params: ``models`` (list of names: ``"base"`` is ``<root>/<weights_dir>/base.pt``,
+    ``"other_sub/base"`` is another submission's file), ``weights_dir`` (default ``weights``).
+    A model's id in the bitstream is its index in ``models``.
+    """
+
+    def __init__(self, params: dict[str, Any], root: Any = None) -> None:
+        super().__init__(params, root)
+        unknown = set(self.params) - {"models", "weights_dir"}
+        if unknown:
+            raise ValueError(f"unknown param(s) {sorted(unknown)}; known: ['models', 'weights_dir']")
+        names = self.params.get("models")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ValueError("param 'models' must be a non-empty list of model names")
+        if len(set(names)) != len(names) or len(names) >= 2**16:
+            raise ValueError(f"param 'models' must list distinct names (got {names})")
+        if root is None:
+            raise ValueError("HyperpriorCodec needs the submission folder (root) to find its weights")
+        self.root = Path(root).resolve()
+        self.names = list(names)
+        self.paths = [self._resolve(n) for n in self.names]
+        self.models = [load_weights(p) for p in self.paths]
+
+    def _resolve(self, name: str) -> Path:
+        parts = name.split("/")
+        wdir = self.params.get("weights_dir", "weights")
+        wparts = wdir.split("/") if isinstance(wdir, str) else [""]
+        if len(parts) > 2 or not all(_NAME.match(p) for p in parts + wparts):
+            raise ValueError(f"model {name!r} / weights_dir {wdir!r}: use 'name' or 'submission/name' and a "
+                             "relative folder, plain names only (letters, digits, '_', '-', '.')")
+        sub_root = self.root if len(parts) == 1 else self.root.parent / parts[0]
+        stem = parts[-1].removesuffix(".pt")
+        path = (sub_root / Path(*wparts) / f"{stem}.pt").resolve()
+        if not path.is_relative_to(self.root.parent):
+            raise ValueError(f"model {name!r} resolves to {path}, outside the submissions folder {self.root.parent}")
+        return path
+
+    def _for_point(self, point: Any) -> tuple[int, nn.Module]:
+        try:
+            i = self.names.index(str(point))
+        except ValueError:
+            raise ValueError(f"unknown operating point {point!r}; models: {self.names}") from None
+        return i, self.models[i]
+
+    def _for_id(self, model_id: int) -> nn.Module:
+        if model_id >= len(self.models):
+            raise BitstreamError(f"unknown model id {model_id} in the file; this codec has {len(self.models)} "
+                                 f"model(s) {self.names}")
+        return self.models[model_id]
+
+    def versions(self) -> dict[str, str]:
+        out = super().versions()
+        for name, path in zip(self.names, self.paths):   # the submission's own files are hashed already
+            if not path.is_relative_to(self.root):
+                out[f"weights:{name}"] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        return out
+
+
+# --------------------------------------------------------------------------- compressai zoo
+ZOO_ARCHS = ("bmshj2018-hyperprior", "mbt2018-mean", "mbt2018", "cheng2020-anchor", "cheng2020-attn")
+ZOO_METRICS = ("mse", "ms-ssim")
+_RANDOM_SEED = 20180201   # pretrained = false: fixed-seed random weights, identical in every process
+
+
+def zoo_weights_path(arch: str, metric: str, quality: int) -> tuple[Path, str]:
+    """Where torch hub keeps (would keep) a zoo checkpoint, and its URL."""
+    from compressai.zoo.image import model_urls
+
+    url = model_urls[arch][metric][quality]
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1], url
+
+
+def load_zoo(arch: str, metric: str, quality: int, pretrained: bool) -> nn.Module:
+    """A compressai zoo model, never downloading: pretrained weights only from the hub cache."""
+    from compressai.zoo.image import cfgs, model_architectures
+
+    if not pretrained:
+        key = ("zoo-random", arch, quality)
+        if key not in _MODELS:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(_RANDOM_SEED + quality)
+                model = model_architectures[arch](*cfgs[arch][quality])
+            _MODELS[key] = _prepare(model)
+        return _MODELS[key]
+    path, url = zoo_weights_path(arch, metric, quality)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"compressai zoo weights for {arch} quality {quality} ({metric}) are not in the local torch hub "
+            f"cache: expected {path}. This machine cannot download them; fetch {url} elsewhere and copy it "
+            f"to {path} (the folder is $TORCH_HOME/hub/checkpoints), or set pretrained = false for "
+            "random weights.")
+    st = path.stat()
+    key = ("zoo", str(path), st.st_size, st.st_mtime_ns)
+    if key not in _MODELS:
+        from compressai.zoo.pretrained import load_pretrained
+
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = state.get("state_dict", state)
+            model = model_architectures[arch].from_state_dict(load_pretrained(state))
+        except Exception as e:
+            raise ValueError(f"{path}: not a usable {arch} checkpoint ({type(e).__name__}: {e})") from None
+        _MODELS[key] = _prepare(model)
+    return _MODELS[key]
+
+
+class ZooCodec(_LearnedCodec):
+    """compressai zoo models; operating points are qualities (1–8; 1–6 for cheng2020).
+
+    params: ``arch`` (one of ZOO_ARCHS), ``metric`` (``mse`` or ``ms-ssim``), ``pretrained``
+    (default true: weights from the local torch hub cache only), ``qualities`` (optional:
+    checked up front, so a missing file fails when the codec is made rather than per image).
+    A model's id in the bitstream is its quality.
+    """
+
+    def __init__(self, params: dict[str, Any], root: Any = None) -> None:
+        from compressai.zoo.image import cfgs
+
+        super().__init__(params, root)
+        known = {"arch", "metric", "pretrained", "qualities"}
+        if set(self.params) - known:
+            raise ValueError(f"unknown param(s) {sorted(set(self.params) - known)}; known: {sorted(known)}")
+        self.arch = self.params.get("arch", "bmshj2018-hyperprior")
+        self.metric = self.params.get("metric", "mse")
+        self.pretrained = self.params.get("pretrained", True)
+        if self.arch not in ZOO_ARCHS:
+            raise ValueError(f"param 'arch' {self.arch!r} must be one of {ZOO_ARCHS}")
+        if self.metric not in ZOO_METRICS:
+            raise ValueError(f"param 'metric' {self.metric!r} must be one of {ZOO_METRICS}")
+        if not isinstance(self.pretrained, bool):
+            raise ValueError(f"param 'pretrained' must be true or false, got {self.pretrained!r}")
+        self.available = sorted(cfgs[self.arch])
+        for q in self.params.get("qualities", []):
+            self._load(self._quality(q))
+
+    def _quality(self, point: Any) -> int:
+        q = int(point) if isinstance(point, (int, str)) and str(point).isdigit() else None
+        if q not in self.available:
+            raise ValueError(f"quality {point!r} not available for {self.arch}; choose from {self.available}")
+        return q
+
+    def _load(self, q: int) -> nn.Module:
+        return load_zoo(self.arch, self.metric, q, self.pretrained)
+
+    def _for_point(self, point: Any) -> tuple[int, nn.Module]:
+        q = self._quality(point)
+        return q, self._load(q)
+
+    def _for_id(self, model_id: int) -> nn.Module:
+        if model_id not in self.available:
+            raise BitstreamError(f"unknown model id {model_id} in the file; {self.arch} has qualities {self.available}")
+        return self._load(model_id)
+
+    def versions(self) -> dict[str, str]:
+        return super().versions() | {"zoo": f"{self.arch}/{self.metric}/{'pretrained' if self.pretrained else 'random'}"}
