@@ -10,7 +10,7 @@ JOBS ?= 1
 BACKEND ?= joblib
 SCHEDULER ?=
 
-.PHONY: setup bench test test-slow train report list benchmark load clean-cache
+.PHONY: setup bench test test-slow train report list benchmark load clean-cache regress
 
 setup: .venv/.installed
 
@@ -26,6 +26,12 @@ bench: setup  ## benchmark SUBMISSION on DATASET at TARGETS; report in reports/$
 
 test: setup  ## the fast suite (CI); slow checks are marked and run by test-slow
 	$(PY) -m pytest -q -m "not slow"
+
+# regress: the CI regression gate (bench/regress.py). UPDATE=1 rewrites reports/baselines/fast/*.json
+# deliberately; THRESHOLDS=bd_rate:+1%,msssim:-0.001,psnr:-0.05 overrides limits.
+regress: setup  ## re-run the fast profile for every submission and compare with the stored baselines
+	$(PY) -m bench regress $(if $(filter 1 yes true,$(UPDATE)),--update-baseline) \
+	  $(if $(THRESHOLDS),--thresholds '$(THRESHOLDS)')
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

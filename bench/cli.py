@@ -76,6 +76,20 @@ def cmd_decode(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from bench.verify import verify_dataset
+
+    rows = verify_dataset(Path(args.reports) / args.dataset, args.dataset)
+    bad = [r for r in rows if r["files"] != r["images"] or r["bytes_on_disk"] != r["bytes_reported"]
+           or r["psnr_diff_db"] > 0.01]
+    for r in rows:
+        print(f"{r['submission']:>24} {r['mode']:>9} {r['target_bpp']:>6}  files {r['files']}/{r['images']}  "
+              f"bytes {r['bytes_on_disk']}/{r['bytes_reported']}  PSNR {r['psnr_recomputed']:.4f} "
+              f"(reported {r['psnr_reported']:.4f})")
+    print(f"{len(rows) - len(bad)} of {len(rows)} rows reproduce from their files (PSNR within 0.01 dB)")
+    return 1 if bad else 0
+
+
 def cmd_train(args) -> int:
     if not (args.submission or args.recipe):
         raise SystemExit("error: give --submission NAME or --recipe PATH")
@@ -89,6 +103,24 @@ def cmd_train(args) -> int:
         path = train_run(recipe, run, max_steps=args.max_steps, threads=args.threads)
         print(f"{recipe.submission}/{run}: weights in {path}")
     return 0
+
+
+# --- regress (the CI regression gate, bench/regress.py) ---------------------------------------------
+def _thresholds(text: str) -> str:
+    from bench.regress import parse_thresholds
+
+    try:
+        parse_thresholds(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def cmd_regress(args) -> int:
+    from bench.regress import main as regress_main
+
+    return regress_main(args)
+# --- end regress ------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", "-o", required=True)
     d.set_defaults(fn=cmd_decode)
 
+    v = sp.add_parser("verify", help="decode every row's bitstreams and recompute its bytes and metrics")
+    v.add_argument("--dataset", "-d", default="kodak")
+    v.add_argument("--reports", default=str(REPORTS_DIR))
+    v.set_defaults(fn=cmd_verify)
+
     t = sp.add_parser("train", help="train (or resume) a submission's models from its train.toml")
     t.add_argument("--submission", "-s", help="train submissions/<name>/train.toml")
     t.add_argument("--recipe", help="a train.toml elsewhere (its folder receives the weights)")
@@ -130,6 +167,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, help="stop after this many steps (tiny smoke runs)")
     t.add_argument("--threads", type=int, help="torch threads")
     t.set_defaults(fn=cmd_train)
+
+    # --- regress (bench/regress.py) ---
+    g = sp.add_parser("regress", help="regression gate: re-run a fast profile, compare with stored baselines",
+                      description="Re-runs every submission (or --submission ...) on a fixed profile and compares "
+                                  "with reports/baselines/<profile>/<submission>.json. Exit 0: within thresholds; "
+                                  "1: a regression or a missing baseline.")
+    g.add_argument("--profile", default="fast", help="benchmark profile (bench/profiles.py; default: fast)")
+    g.add_argument("--submission", "-s", action="append", help="only this submission (repeatable; default: all)")
+    g.add_argument("--update-baseline", action="store_true",
+                   help="rewrite the baselines from this run (deliberate; never done otherwise)")
+    g.add_argument("--thresholds", type=_thresholds, default=None,
+                   help="comma-separated limits, e.g. 'bd_rate:+1%%,msssim:-0.001,psnr:-0.05' (those are the defaults)")
+    g.add_argument("--baselines", default=str(REPORTS_DIR / "baselines"), help="baselines folder (profile subfolders)")
+    g.add_argument("--json", help="also write the JSON verdict here (always written to the profile's work folder)")
+    g.add_argument("--no-report", action="store_true", help="skip the HTML report section")
+    g.add_argument("--verbose", "-v", action="store_true", help="show every check in the table")
+    g.set_defaults(fn=cmd_regress)
+    # --- end regress ---
     return p
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
+from bench.models.hyperprior import build_model
 from bench.paths import REPO_ROOT, SHARED_DATA_DIR
 from bench.train.loop import load_state, train_run
 from bench.train.recipe import RecipeError, load_recipe
@@ -88,3 +89,35 @@ def test_bad_recipe_names_the_field(tmp_path):
     (tmp_path / "train.toml").write_text(RECIPE.replace("crop = 64", "crop = 64\ncrops = 3"))
     with pytest.raises(RecipeError, match="crops"):
         load_recipe(tmp_path / "train.toml")
+
+
+def test_stage2_freezes_the_encoder_side_and_tunes_the_decoder_side(tiny, tmp_path):
+    (tiny / "train.toml").write_text(RECIPE + """
+[[runs]]
+name = "sth"
+init = "base"
+stage = 2
+lmbda = 8.0
+steps = 3
+val_every = 100
+save_every = 100
+""")
+    recipe = load_recipe(tiny / "train.toml")
+    train_run(recipe, "base", max_steps=2, threads=1)
+    # Two steps leave a model whose latents all round to 0 (no gradient reaches h_s): scale the
+    # last analysis layers up so that y and z carry information, as in a trained model.
+    ckpt_path = tmp_path / "ckpt" / "tiny" / "base" / "last.pt"
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    for k in ("g_a.6.weight", "g_a.6.bias", "h_a.4.weight", "h_a.4.bias"):
+        ckpt["model"][k] *= 30
+    torch.save(ckpt, ckpt_path)
+    before = load_state(ckpt_path)   # fp32: fp16 would hide small steps
+    train_run(recipe, "sth", threads=1)
+    after = load_state(tmp_path / "ckpt" / "tiny" / "sth" / "last.pt")
+    params = {n for n, _ in build_model("scale_hyperprior", 16, 16).named_parameters()}
+    encoder = [k for k in params if k.startswith(("g_a.", "h_a."))]
+    decoder = [k for k in params if k.startswith(("g_s.", "h_s."))]
+    assert encoder and decoder
+    assert all(torch.equal(before[k], after[k]) for k in encoder)
+    unchanged = [k for k in decoder if torch.equal(before[k], after[k])]
+    assert unchanged == [], f"{len(unchanged)} of {len(decoder)} unchanged: {unchanged}"

@@ -11,6 +11,7 @@ deterministic for a given machine, library versions and thread count (see ``vers
 from __future__ import annotations
 
 import hashlib
+from abc import abstractmethod
 import math
 import re
 from collections import OrderedDict
@@ -61,13 +62,8 @@ def _bits(likelihoods) -> float:
 
 
 def _prepare(model: nn.Module) -> nn.Module:
-    """float32, CDF tables rebuilt, masked convolutions masked, eval mode, no gradients."""
-    from compressai.layers import MaskedConv2d
-
+    """float32, CDF tables rebuilt, eval mode, no gradients."""
     model = model.float()
-    for m in model.modules():
-        if isinstance(m, MaskedConv2d):   # decompress uses .weight unmasked: mask it once here
-            m.weight.data.mul_(m.mask)
     model.update(force=True)
     model.eval()
     for p in model.parameters():
@@ -125,12 +121,13 @@ class _LearnedCodec(Codec):
         super().__init__(params, root)
         self._est: OrderedDict[tuple, float] = OrderedDict()
 
-    # subclasses: the model for an operating point, and for an id read from a file
+    @abstractmethod
     def _for_point(self, point: Any) -> tuple[int, nn.Module]:
-        raise NotImplementedError
+        """The model id and model for an operating point."""
 
+    @abstractmethod
     def _for_id(self, model_id: int) -> nn.Module:
-        raise NotImplementedError
+        """The model for an id read from a file (BitstreamError if unknown)."""
 
     @staticmethod
     def _image_key(image: np.ndarray) -> bytes:
@@ -210,17 +207,7 @@ def load_weights(path: Path) -> nn.Module:
         raise ValueError(f"{path}: 'meta' lacks a valid arch/N/M ({e})") from None
     try:
         model = build_model(arch, n, m)
-        defaults = dict(model.named_buffers())
-        state = {}
-        for k, v in obj["state_dict"].items():
-            d = defaults.get(k)
-            if (d is not None and d.is_floating_point() and v.is_floating_point() and d.shape == v.shape
-                    and torch.equal(v, d.to(v.dtype))):
-                # a constant buffer that the fp16 export only rounded (the 1e-9 likelihood bound
-                # becomes 0, the GDN pedestal 2**-36 too): keep the exact fp32 value
-                state[k] = d.clone()
-            else:
-                state[k] = v.float() if v.is_floating_point() else v
+        state = {k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
         model.load_state_dict(state)
     except (ValueError, RuntimeError, KeyError, AttributeError) as e:
         raise ValueError(f"{path}: weights do not fit {arch} N={n} M={m} ({e})") from None

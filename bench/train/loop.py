@@ -221,7 +221,10 @@ def export(recipe: Recipe, run: RunSpec, model, step: int, seconds: float) -> No
     """fp16 weights + metadata + the CSV logs into the submission folder (the files to commit)."""
     dst = weights_path(recipe.path.parent, run.name)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    # Parameters go to fp16 (half the size, no measurable loss); buffers stay as they are: some
+    # are constants fp16 cannot hold (the 1e-9 likelihood bound, GDN's 2**-36 pedestal).
+    params = {n for n, _ in model.named_parameters()}
+    state = {k: v.half() if k in params and v.is_floating_point() else v for k, v in model.state_dict().items()}
     meta = {"arch": recipe.model.arch, "N": recipe.model.N, "M": recipe.model.M, "lmbda": run.lmbda,
             "distortion": recipe.loss.distortion, "steps": step, "train_seconds": round(seconds, 1),
             "threads": torch.get_num_threads(), "device": "cpu", "run": asdict(run) | {"init": run.init}}
