@@ -86,3 +86,9 @@ class Codec(ABC):
     def measure(self, image: np.ndarray, point: Any, data: bytes) -> dict[str, float]:
         """Optional extra per-image numbers (e.g. estimated bits); harness stores them as is."""
         return {}
+
+    def complexity(self, point: Any, height: int, width: int) -> dict[str, Any]:
+        """Optional: the cost of coding one height×width image at ``point``: ``enc_macs``,
+        ``dec_macs``, ``params``, ``decoder_bytes``, ``model`` (which network the point uses)
+        and ``uncounted`` (ops the counter skipped). Empty when the codec cannot say."""
+        return {}

@@ -29,7 +29,6 @@ current curves on one plot per submission) in the profile folder's ``leaderboard
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import html
 import io
@@ -175,24 +174,6 @@ def _num(v: Any) -> float:
 
 # ----------------------------------------------------------------------------------------- measuring
 
-@contextlib.contextmanager
-def _submissions_from(root: Path):
-    """``run_benchmark`` looks submissions up by name in ``submissions/``; for another root (a
-    staging folder, or a test's planted submission) point that lookup at ``root`` meanwhile."""
-    import bench.run as run_mod
-
-    root = Path(root).resolve()
-    if root == SUBMISSIONS_DIR.resolve():
-        yield
-        return
-    original = run_mod.get_submission
-    run_mod.get_submission = lambda name, _root=root: original(name, _root)
-    try:
-        yield
-    finally:
-        run_mod.get_submission = original
-
-
 def hash_folder(folder: Path) -> dict:
     """SHA-256 of each file in a bitstream folder, and one over all of them (names included)."""
     files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(folder).iterdir()) if p.is_file()}
@@ -215,13 +196,12 @@ def measure(name: str, profile: Profile, folder: Path, images: dict, work_dir: P
     if run_dir.exists():
         shutil.rmtree(run_dir)        # fresh every time: a cache must not hide a harness change
     data_log: list[str] = []
-    with _submissions_from(submissions_root):
-        sub = get_submission(name, Path(submissions_root))
-        t0 = time.perf_counter()
-        res = run_benchmark(name, f"folder:{folder}", targets=list(profile.targets), mode=profile.mode,
-                            objective=profile.objective, jobs=profile.jobs, reports_dir=Path(work_dir),
-                            progress=False, report=False, log=data_log.append)
-        wall = time.perf_counter() - t0
+    sub = get_submission(name, Path(submissions_root))
+    t0 = time.perf_counter()
+    res = run_benchmark(name, f"folder:{folder}", targets=list(profile.targets), mode=profile.mode,
+                        objective=profile.objective, jobs=profile.jobs, reports_dir=Path(work_dir),
+                        progress=False, report=False, log=data_log.append, submissions_root=Path(submissions_root))
+    wall = time.perf_counter() - t0
     info = json.loads((res.run_dir / "run.json").read_text())
     rd = [{"point": r["point"], "bytes": int(r["bytes"]), "bpp": _num(r["bpp"]), "psnr": _num(r["psnr"]),
            "msssim": _num(r["msssim"]), "msssim_db": _num(r["msssim_db"])}

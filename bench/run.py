@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.data import Dataset, DatasetError, Image, open_dataset
 from bench.metrics import aggregate
-from bench.paths import REPO_ROOT, REPORTS_DIR
+from bench.paths import REPO_ROOT, REPORTS_DIR, SUBMISSIONS_DIR
 from bench.ratecontrol import Selection, rate_control
 from bench.results import merge_rows, run_info, write_csv, write_json
 from bench.runner import Runner, point_key
@@ -94,6 +94,31 @@ def _row(sub: Submission, dataset: str, sel: Selection, images: list[Image], fol
     return row
 
 
+def learned_columns(codec: Codec, sel: Selection, images: list[Image]) -> dict:
+    """Complexity and rate-accounting columns for codecs that report them (learned ones).
+
+    kMAC/pixel is summed over the images (each at its padded size) per original pixel; params
+    and decoder bytes add up over the distinct models the row uses (a multi-model decoder
+    must hold them all); rate overhead compares the whole files with −log2 of the likelihoods.
+    """
+    cols: dict = {}
+    recs = [sel.chosen[im.id] for im in images]
+    costs = [codec.complexity(r["point"], im.height, im.width) for r, im in zip(recs, images)]
+    if costs and all(costs):
+        pixels = sum(im.num_pixels for im in images)
+        models = {c["model"]: c for c in costs}
+        cols |= {"enc_kmac_px": sum(c["enc_macs"] for c in costs) / pixels / 1000,
+                 "dec_kmac_px": sum(c["dec_macs"] for c in costs) / pixels / 1000,
+                 "params": sum(m["params"] for m in models.values()),
+                 "decoder_bytes": sum(m["decoder_bytes"] for m in models.values()), "models_used": len(models),
+                 "uncounted_ops": " ".join(sorted({op for c in costs for op in c["uncounted"]})) or "none"}
+    if all("x_est_bits" in r for r in recs):
+        est = sum(r["x_est_bits"] for r in recs)
+        cols |= {"rate_overhead_pct": 100 * (sum(r["bytes"] * 8 for r in recs) - est) / est,
+                 "rate_overhead_max_pct": max(r["x_overhead_pct"] for r in recs)}
+    return cols
+
+
 def rd_curve(sub: Submission, runner: Runner, images: list[Image]) -> list[dict]:
     """CLIC aggregates at every point of the first sweep that every image has."""
     rows = []
@@ -110,9 +135,10 @@ def rd_curve(sub: Submission, runner: Runner, images: list[Image]) -> list[dict]
 def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGETS, mode: str = "clic",
                   objective: str = "msssim", jobs: int = 1, limit: int | None = None,
                   reports_dir: Path = REPORTS_DIR, backend: str = "joblib", scheduler: str | None = None,
-                  progress: bool = True, report: bool = True, log=print) -> RunResult:
+                  progress: bool = True, report: bool = True, log=print,
+                  submissions_root: Path = SUBMISSIONS_DIR) -> RunResult:
     t0 = time.perf_counter()
-    sub = get_submission(submission)
+    sub = get_submission(submission, submissions_root)
     ds = open_dataset(dataset, limit=limit)
     images, errors = load_images(ds, log)
     dataset_dir = Path(reports_dir) / ds.name
@@ -129,9 +155,12 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
     device = _device(selections)
     info["device"] = device
     rows, per_image = [], []
+    codec = sub.make_codec()
     for sel in selections:
         folder = _publish(sel, run_dir, images) if sel.status == "ok" else None
         rows.append(_row(sub, ds.name, sel, images, folder, info, device))
+        if sel.status == "ok":
+            rows[-1] |= learned_columns(codec, sel, images)
         for im in images:
             if im.id in sel.chosen:
                 r = sel.chosen[im.id]

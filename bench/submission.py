@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import math
 import re
 import sys
 import tomllib
@@ -23,6 +24,9 @@ from bench.paths import SUBMISSIONS_DIR
 from bench.registry import Registry
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+MAX_GRID = 256
 TOP_FIELDS = {"name", "description", "codec", "params", "operating_points", "rate_control"}
 POLICIES = ("per-image", "shared")
 
@@ -72,7 +76,12 @@ def load_codec_class(ref: str, root: Path) -> type[Codec]:
     module_name, sep, cls_name = ref.partition(":")
     if not sep or not module_name or not cls_name:
         raise SubmissionError(f"codec entry point {ref!r} must look like 'module:Class'")
+    if not (MODULE_RE.match(module_name) and IDENT_RE.match(cls_name)):
+        raise SubmissionError(f"codec entry point {ref!r} must be a dotted module name and a class name "
+                              "('module:Class'): no paths, no relative imports")
     local = root / (module_name.replace(".", "/") + ".py")
+    if local.is_file() and not local.resolve().is_relative_to(Path(root).resolve()):
+        raise SubmissionError(f"codec entry point {ref!r}: {local} resolves outside the submission folder {root}")
     try:
         if local.is_file():
             key = f"bench_submission_{root.name}_{module_name}".replace(".", "_").replace("-", "_")
@@ -116,6 +125,8 @@ def parse_points(table: Any, where: str) -> OperatingPoints:
             if key not in table:
                 raise SubmissionError(f"{where}: field 'operating_points.{key}' is missing")
             _expect(table[key], (int, float), where, f"operating_points.{key}")
+            if not math.isfinite(table[key]):
+                raise SubmissionError(f"{where}: field 'operating_points.{key}' must be a finite number")
         if not table["low"] < table["high"]:
             raise SubmissionError(f"{where}: field 'operating_points.low' must be below 'high'")
         direction = table.get("direction", "quality-up")
@@ -123,12 +134,23 @@ def parse_points(table: Any, where: str) -> OperatingPoints:
             raise SubmissionError(f"{where}: field 'operating_points.direction' must be 'quality-up' "
                                   f"(larger value, more bits) or 'quality-down', got {direction!r}")
         grid = _expect(table.get("grid", 8), int, where, "operating_points.grid")
+        if not 2 <= grid <= MAX_GRID:
+            raise SubmissionError(f"{where}: field 'operating_points.grid' must be 2..{MAX_GRID}, got {grid}")
+        _expect(table.get("integer", False), bool, where, "operating_points.integer")
         unknown = set(table) - {"kind", "low", "high", "direction", "integer", "grid"}
         if unknown:
             raise SubmissionError(f"{where}: unknown field(s) {sorted('operating_points.' + u for u in unknown)}")
         return OperatingPoints("continuous", (), float(table["low"]), float(table["high"]),
                                direction == "quality-up", bool(table.get("integer", False)), max(grid, 2))
     raise SubmissionError(f"{where}: field 'operating_points.kind' must be 'discrete' or 'continuous', got {kind!r}")
+
+
+def _check_ref(ref: str, where: str) -> str:
+    module_name, sep, cls_name = ref.partition(":")
+    if not (sep and MODULE_RE.match(module_name) and IDENT_RE.match(cls_name)):
+        raise SubmissionError(f"{where}: field 'codec' {ref!r} must look like 'module:Class' (a dotted module "
+                              "name and a class name; no paths, no relative imports)")
+    return ref
 
 
 def load_manifest(path: Path) -> Submission:
@@ -160,7 +182,7 @@ def load_manifest(path: Path) -> Submission:
     return Submission(
         name=name,
         description=_expect(raw["description"], str, where, "description").strip(),
-        codec_ref=_expect(raw["codec"], str, where, "codec"),
+        codec_ref=_check_ref(_expect(raw["codec"], str, where, "codec"), where),
         root=Path(path).parent.resolve(),
         params=_expect(raw.get("params", {}), dict, where, "params"),
         points=parse_points(raw["operating_points"], where),

@@ -3,6 +3,7 @@ the compressai zoo wrapper and weight-file errors. Small untrained models only (
 
 from __future__ import annotations
 
+import math
 import struct
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image as PILImage
 
 import bench.codecs.learned as learned
 import bench.train.loop as loop
@@ -341,3 +343,21 @@ def test_fp16_export_keeps_exact_constant_buffers(codec):
         if value.is_floating_point() and name.rsplit(".", 1)[-1] != "scale_table":
             assert torch.equal(loaded[name], value), name
     assert codec.models[0].gaussian_conditional.likelihood_lower_bound.bound.item() == pytest.approx(1e-9)
+
+
+def test_learned_submission_runs_end_to_end_with_complexity_and_rate_columns(subs, tmp_path):
+    """A tiny learned submission through the whole harness: rows carry kMAC/pixel, params,
+    decoder bytes and the real-vs-estimated rate overhead."""
+    from bench.run import run_benchmark
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        PILImage.fromarray(kodak_crop(box=(40 * i, 0, 40 * i + 128, 96))).save(folder / f"im{i}.png")
+    res = run_benchmark("lic", f"folder:{folder}", targets=[8.0], reports_dir=tmp_path / "r", progress=False,
+                        report=False, submissions_root=subs)
+    row = res.rows[0]
+    assert row["status"] == "ok"
+    assert row["enc_kmac_px"] > row["dec_kmac_px"] > 0
+    assert row["params"] > 0 and row["decoder_bytes"] > 0 and row["uncounted_ops"] == "none"
+    assert math.isfinite(row["rate_overhead_pct"]) and row["rate_overhead_max_pct"] >= row["rate_overhead_pct"] - 1e-9

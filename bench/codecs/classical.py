@@ -34,7 +34,8 @@ class PillowCodec(Codec):
             with PILImage.open(io.BytesIO(data), formats=[self.format]) as im:
                 im.load()
                 return np.asarray(im.convert("RGB"), dtype=np.uint8)
-        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error, RuntimeError,
+                PILImage.DecompressionBombError) as e:   # AVIF reports bad data as RuntimeError
             raise BitstreamError(f"{self.format} decoding failed: {e}") from None
 
     def versions(self) -> dict[str, str]:
@@ -100,6 +101,7 @@ class NullCodec(Codec):
     """
 
     MAGIC = b"NUL1"
+    MAX_PIXELS = 2**28    # what a header may claim (Pillow refuses images past ~1.8e8 pixels too)
 
     def encode(self, image: np.ndarray, point: Any) -> bytes:
         h, w, _ = image.shape
@@ -113,7 +115,14 @@ class NullCodec(Codec):
         payload = data[16:]
         if zlib.crc32(payload) != crc:
             raise BitstreamError("null-codec payload CRC mismatch: the file is truncated or corrupted")
-        raw = zlib.decompress(payload)
-        if len(raw) != h * w * 3:
-            raise BitstreamError(f"null-codec payload holds {len(raw)} bytes, header says {h}×{w}×3")
+        expected = h * w * 3
+        if not 0 < h * w <= self.MAX_PIXELS:
+            raise BitstreamError(f"null-codec header says {h}×{w}: not a plausible image size")
+        try:   # never inflate more than the header's size (+1 to see an overlong payload): no zlib bombs
+            inflater = zlib.decompressobj()
+            raw = inflater.decompress(payload, expected + 1)
+        except zlib.error as e:
+            raise BitstreamError(f"null-codec payload is not valid zlib data: {e}") from None
+        if len(raw) != expected or not inflater.eof:
+            raise BitstreamError(f"null-codec payload does not hold exactly the {h}×{w}×3 bytes its header says")
         return np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3).copy()

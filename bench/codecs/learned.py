@@ -11,8 +11,8 @@ deterministic for a given machine, library versions and thread count (see ``vers
 from __future__ import annotations
 
 import hashlib
-from abc import abstractmethod
 import math
+from abc import abstractmethod
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -42,7 +42,7 @@ def to_tensor(image: np.ndarray) -> tuple[torch.Tensor, int, int]:
     h, w = image.shape[:2]
     if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
         raise ValueError(f"image size {h}×{w} outside 1..{MAX_SIDE}")
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0).float().div(255)
+    x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0).div(255)
     return F.pad(x, (0, (-w) % PAD, 0, (-h) % PAD)), h, w
 
 
@@ -120,6 +120,7 @@ class _LearnedCodec(Codec):
     def __init__(self, params: dict[str, Any], root: Any = None) -> None:
         super().__init__(params, root)
         self._est: OrderedDict[tuple, float] = OrderedDict()
+        self._costs: dict[tuple, dict[str, Any]] = {}
 
     @abstractmethod
     def _for_point(self, point: Any) -> tuple[int, nn.Module]:
@@ -175,6 +176,26 @@ class _LearnedCodec(Codec):
         file_bits = len(data) * 8
         return {"est_bits": est, "file_bits": float(file_bits),
                 "overhead_pct": 100.0 * (file_bits - est) / est if est > 0 else float("inf")}
+
+    def complexity(self, point: Any, height: int, width: int) -> dict[str, Any]:
+        """MACs (fvcore, on the padded size), parameters and decoder bytes (float32, as the
+        decoder runs); {} for architectures the counter does not model (context models)."""
+        from compressai.models import ScaleHyperprior
+
+        from bench.complexity import decoder_bytes, encoder_decoder_macs, hyperprior_costs, parameter_count
+
+        model_id, model = self._for_point(point)
+        if not isinstance(model, ScaleHyperprior):
+            return {}
+        hp, wp = height + (-height) % PAD, width + (-width) % PAD
+        key = ("complexity", model_id, hp, wp)
+        if key not in self._costs:
+            costs = hyperprior_costs(model, hp, wp)
+            enc, dec = encoder_decoder_macs(costs)
+            uncounted = sorted({op for c in costs.values() for op in c.uncounted})
+            self._costs[key] = {"model": model_id, "enc_macs": enc, "dec_macs": dec, "params": parameter_count(model),
+                              "decoder_bytes": decoder_bytes(model.state_dict()), "uncounted": uncounted}
+        return self._costs[key]
 
     def versions(self) -> dict[str, str]:
         import compressai

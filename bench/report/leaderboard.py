@@ -32,6 +32,7 @@ RD_COLUMNS = ["submission", "point", "images", "bytes", "bpp", "psnr", "msssim",
 # Read as text whatever their content looks like (a commit of digits only, an image id "0001", ...).
 TEXT_COLUMNS = ["submission", "dataset", "mode", "status", "device", "bitstreams", "note", "date", "commit",
                 "image_id", "point", "file"]
+INTEGER_COLUMNS = ["images", "bytes", "budget_bytes", "params", "decoder_bytes", "models_used"]
 NUMERIC_COLUMNS = ["target_bpp", "images", "bytes", "budget_bytes", "bpp", "psnr", "msssim", "msssim_db",
                    "psnr_mean", "msssim_mean", "enc_s", "dec_s", "lowest_bpp"]
 
@@ -87,6 +88,9 @@ def read_table(path: Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
     for c in NUMERIC_COLUMNS:
         if c in df.columns:
             df[c] = pd.to_numeric(df[c], errors="coerce")
+    for c in INTEGER_COLUMNS:   # nullable integers: "88441", not "88441.0", beside empty cells
+        if c in df.columns:
+            df[c] = pd.to_numeric(df[c], errors="coerce").round().astype("Int64")
     if "msssim" in df.columns and "msssim_db" not in df.columns:
         df["msssim_db"] = msssim_to_db(df["msssim"])
     return df
