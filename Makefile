@@ -10,7 +10,7 @@ JOBS ?= 1
 BACKEND ?= joblib
 SCHEDULER ?=
 
-.PHONY: setup bench test test-slow train report list benchmark load clean-cache regress
+.PHONY: setup bench test train report list benchmark load regress
 
 setup: .venv/.installed
 
@@ -24,17 +24,14 @@ bench: setup  ## benchmark SUBMISSION on DATASET at TARGETS; report in reports/$
 	$(PY) -m bench run --submission $(SUBMISSION) --dataset $(DATASET) --targets $(TARGETS) \
 	  --mode $(MODE) --objective $(OBJECTIVE) --jobs $(JOBS) --backend $(BACKEND) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
-test: setup  ## the fast suite (CI); slow checks are marked and run by test-slow
-	$(PY) -m pytest -q -m "not slow"
+test: setup  ## the test suite (what CI runs)
+	$(PY) -m pytest -q
 
 # regress: the CI regression gate (bench/regress.py). UPDATE=1 rewrites reports/baselines/fast/*.json
 # deliberately; THRESHOLDS=bd_rate:+1%,msssim:-0.001,psnr:-0.05 overrides limits.
 regress: setup  ## re-run the fast profile for every submission and compare with the stored baselines
 	$(PY) -m bench regress $(if $(filter 1 yes true,$(UPDATE)),--update-baseline) \
 	  $(if $(THRESHOLDS),--thresholds '$(THRESHOLDS)')
-
-test-slow: setup
-	$(PY) -m pytest -q -m slow
 
 train: setup  ## train or resume SUBMISSION's recipe (submissions/$(SUBMISSION)/train.toml)
 	$(PY) -m bench train --submission $(SUBMISSION) $(if $(RUN),--run $(RUN)) $(if $(MAX_STEPS),--max-steps $(MAX_STEPS))

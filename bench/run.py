@@ -16,18 +16,11 @@ from bench.data import Dataset, DatasetError, Image, open_dataset
 from bench.metrics import aggregate
 from bench.paths import REPO_ROOT, REPORTS_DIR, SUBMISSIONS_DIR
 from bench.ratecontrol import Selection, rate_control
-from bench.results import merge_rows, run_info, write_csv, write_json
+from bench.results import PER_IMAGE_COLUMNS, RD_COLUMNS, ROW_COLUMNS, merge_rows, run_info, write_csv, write_json
 from bench.runner import Runner, point_key
 from bench.submission import Submission, get_submission
 
 DEFAULT_TARGETS = (0.075, 0.15, 0.3)
-ROW_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "status", "images", "bytes", "budget_bytes", "bpp",
-               "psnr", "msssim", "msssim_db", "psnr_mean", "msssim_mean", "enc_s", "dec_s", "device", "bitstreams",
-               "lowest_bpp", "note", "date", "commit"]
-PER_IMAGE_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "image_id", "point", "bytes", "bpp", "psnr",
-                     "msssim", "msssim_db", "enc_s", "dec_s", "file"]
-RD_COLUMNS = ["submission", "point", "images", "bytes", "bpp", "psnr", "msssim", "msssim_db", "psnr_mean",
-              "msssim_mean"]
 
 
 @dataclass

@@ -83,7 +83,7 @@ def _make_dataset(root: Path, name: str = "kodak") -> Path:
     _make_run(ds, "tiny-hyperprior", [("l1", 4000, 26.0, 0.905), ("l2", 7000, 27.9, 0.936),
                                       ("l3", 14500, 30.1, 0.962), ("l4", 29400, 32.5, 0.972)],
               {0.075: 1, 0.15: 2, 0.3: 3},
-              extra={"params": 2_150_000, "decoder_bytes": 8_700_000, "kmac_per_px": 41.5, "rate_overhead_pct": 0.8},
+              extra={"params": 2_150_000, "decoder_bytes": 8_700_000, "dec_kmac_px": 41.5, "rate_overhead_pct": 0.8},
               description="small learned codec", errors=["kodim99: unreadable PNG; skipped"])
     broken = ds / "runs" / "half-run"
     broken.mkdir(parents=True)
@@ -117,7 +117,7 @@ def test_leaderboard_rows_order_and_extra_columns(report):
     assert order == [(0.075, "tiny-hyperprior", "ok"), (0.075, "jpeg", "infeasible"),
                      (0.15, "tiny-hyperprior", "ok"), (0.15, "jpeg", "ok"),
                      (0.3, "jpeg", "ok"), (0.3, "tiny-hyperprior", "ok")]
-    for col in ("params", "decoder_bytes", "kmac_per_px", "rate_overhead_pct", "lowest_bpp", "bitstreams", "commit"):
+    for col in ("params", "decoder_bytes", "dec_kmac_px", "rate_overhead_pct", "lowest_bpp", "bitstreams", "commit"):
         assert col in board.columns
     assert list(board.columns[:5]) == ["submission", "dataset", "target_bpp", "mode", "status"]
     hp = board[board["submission"] == "tiny-hyperprior"]
@@ -143,7 +143,7 @@ def test_html_is_self_contained_and_complete(report):
     assert 'src="http' not in page and "<link" not in page and "<script" not in page
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     assert "how to read" in page.lower() and "kodak" in page
-    for text in ("0.9620", "14.20", "30.10", "7,000 / 7,372", "8.7 MB", "Params", "kMAC/px", "Rate overhead"):
+    for text in ("0.9620", "14.20", "30.10", "7,000 / 7,372", "8.7 MB", "Params", "Dec. kMAC/px", "Rate overhead"):
         assert text in page, text
     assert 'class="num best"' in page
     # runs section: description, commit, content hash, errors; the broken folder named and skipped

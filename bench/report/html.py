@@ -129,10 +129,15 @@ class Column:
 
 # Columns beyond the runner's ROW_COLUMNS that learned codecs may add, and how to show them.
 KNOWN_EXTRAS: dict[str, Column] = {
-    "params": Column("params", "Params", count, title="decoder parameters"),
-    "kmac_per_px": Column("kmac_per_px", "kMAC/px", generic, title="decoder compute, thousand MACs per pixel"),
+    "params": Column("params", "Params", count, title="parameters of the models the row uses"),
+    "enc_kmac_px": Column("enc_kmac_px", "Enc. kMAC/px", generic, "min",
+                          title="encoder compute (fvcore), thousand MACs per original pixel"),
+    "dec_kmac_px": Column("dec_kmac_px", "Dec. kMAC/px", generic, "min",
+                          title="decoder compute (fvcore), thousand MACs per original pixel"),
     "rate_overhead_pct": Column("rate_overhead_pct", "Rate overhead", percent,
-                                title="actual file bytes vs. ideal entropy, per cent"),
+                                title="whole files (headers included) vs −log2 of the likelihoods, per cent"),
+    "uncounted_ops": Column("uncounted_ops", "Uncounted ops", str, numeric=False,
+                            title="ops the MAC counter skipped ('none' when everything was counted)"),
 }
 QUALITY = [
     Column("msssim", "MS-SSIM", fixed(4), "max", title="pixel-weighted mean MS-SSIM over the set"),

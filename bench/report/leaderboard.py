@@ -20,15 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.results import PER_IMAGE_COLUMNS, ROW_COLUMNS
+
 log = logging.getLogger(__name__)
 
-ROW_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "status", "images", "bytes", "budget_bytes", "bpp",
-               "psnr", "msssim", "msssim_db", "psnr_mean", "msssim_mean", "enc_s", "dec_s", "device", "bitstreams",
-               "lowest_bpp", "note", "date", "commit"]
-PER_IMAGE_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "image_id", "point", "bytes", "bpp", "psnr",
-                     "msssim", "msssim_db", "enc_s", "dec_s", "file"]
-RD_COLUMNS = ["submission", "point", "images", "bytes", "bpp", "psnr", "msssim", "msssim_db", "psnr_mean",
-              "msssim_mean"]
 # Read as text whatever their content looks like (a commit of digits only, an image id "0001", ...).
 TEXT_COLUMNS = ["submission", "dataset", "mode", "status", "device", "bitstreams", "note", "date", "commit",
                 "image_id", "point", "file"]

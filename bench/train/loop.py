@@ -98,6 +98,17 @@ def load_state(path: Path) -> dict:
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
+def _truncate_log(path: Path, step: int) -> None:
+    if path.exists():
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        if rows and int(rows[-1]["step"]) > step:
+            with path.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(r for r in rows if int(r["step"]) <= step)
+
+
 def _append_csv(path: Path, columns: list[str], row: dict) -> None:
     new = not path.exists()
     with path.open("a", newline="") as f:
@@ -151,6 +162,8 @@ def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threa
         rng.setstate(ck["py_rng"])
         torch.set_rng_state(ck["torch_rng"])
         print(f"[train] resumed {recipe.submission}/{run.name} at step {step} ({seconds / 3600:.2f} h)")
+        for log in ("train.csv", "val.csv"):   # rows logged after the checkpoint will be logged again
+            _truncate_log(out_dir / log, step)
     elif run.init:
         src = _resolve_init(recipe, run)
         model.load_state_dict(load_state(src))
