@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
-import torch
-from pytorch_msssim import ms_ssim, ssim
 
 MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 WIN = 11
@@ -31,7 +29,9 @@ def msssim_scales(height: int, width: int) -> int:
     return max(s for s in range(1, 6) if side > (WIN - 1) * 2 ** (s - 1))
 
 
-def _to_tensor(img: np.ndarray) -> torch.Tensor:
+def _to_tensor(img: np.ndarray):
+    import torch
+
     return torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
 
 
@@ -40,6 +40,9 @@ def msssim(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
     scales = msssim_scales(a.shape[0], a.shape[1])
     if scales == 0:
         return math.nan, 0
+    import torch  # imported here: a fully cached run computes no metric and skips torch's start-up
+    from pytorch_msssim import ms_ssim, ssim
+
     x, y = _to_tensor(a), _to_tensor(b)
     with torch.no_grad():
         if scales == 5:
@@ -51,9 +54,10 @@ def msssim(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
     return float(val), scales
 
 
-def _msssim_fewer_scales(x: torch.Tensor, y: torch.Tensor, scales: int) -> torch.Tensor:
+def _msssim_fewer_scales(x, y, scales: int):
     """MS-SSIM over the first ``scales`` scales with renormalised weights (pytorch-msssim's
     ms_ssim insists on room for 5 scales, so the product is built from its ssim pieces)."""
+    import torch
     from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
 
     w = torch.tensor(MSSSIM_WEIGHTS[:scales], dtype=x.dtype)

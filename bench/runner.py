@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import torch
 
 from bench.codec import BitstreamError, Codec
 from bench.data import Image
@@ -50,6 +49,8 @@ class Job:
 
 def execute(sub: Submission, content_hash: str, job: Job, threads: int = 1) -> dict:
     """Run one job in this process and return its record (see module doc)."""
+    import torch
+
     torch.set_num_threads(threads)
     codec = _codec(sub, content_hash)
     img = job.image
