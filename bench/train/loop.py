@@ -91,6 +91,28 @@ def _resolve_init(recipe: Recipe, run: RunSpec) -> Path:
     return ckpt if ckpt.exists() else weights_path(recipe.path.parent.parent / sub, name)
 
 
+def _exported_progress(recipe: Recipe, run: RunSpec) -> tuple[dict, int, float] | None:
+    """Weights, step and seconds of this run's committed export, with its logs restored.
+
+    Checkpoints live in an ignored folder and do not survive a fresh checkout; the export
+    (committed) does, so a later session continues from it instead of starting over.
+    """
+    path = weights_path(recipe.path.parent, run.name)
+    if not path.exists():
+        return None
+    meta = torch.load(path, map_location="cpu", weights_only=True)["meta"]
+    if meta.get("run", {}).get("name") != run.name or not meta.get("steps"):
+        return None
+    step = int(meta["steps"])
+    out_dir = run_dir(recipe.submission, run.name)
+    for log in ("train.csv", "val.csv"):
+        exported_log = path.parent / f"{run.name}.{log}"
+        if exported_log.exists():
+            (out_dir / log).write_bytes(exported_log.read_bytes())
+            _truncate_log(out_dir / log, step)
+    return load_state(path), step, float(meta.get("train_seconds", 0.0))
+
+
 def load_state(path: Path) -> dict:
     """Model weights from a checkpoint or an exported weight file (fp16 is cast back to fp32)."""
     obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -164,6 +186,13 @@ def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threa
         print(f"[train] resumed {recipe.submission}/{run.name} at step {step} ({seconds / 3600:.2f} h)")
         for log in ("train.csv", "val.csv"):   # rows logged after the checkpoint will be logged again
             _truncate_log(out_dir / log, step)
+    elif (exported := _exported_progress(recipe, run)) is not None:
+        state, step, seconds = exported
+        model.load_state_dict(state)
+        rng.seed(run.seed + step)
+        torch.manual_seed(run.seed + step)
+        print(f"[train] no checkpoint in {out_dir}: warm restart of {recipe.submission}/{run.name} from its "
+              f"exported weights at step {step} (optimiser state is not exported: Adam starts afresh)")
     elif run.init:
         src = _resolve_init(recipe, run)
         model.load_state_dict(load_state(src))
