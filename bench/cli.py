@@ -20,6 +20,16 @@ def _floats(text: str) -> list[float]:
     return vals
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        vals = [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"counts must be comma-separated integers, got {text!r}") from None
+    if not vals or any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"counts must be integers >= 1, got {text!r}")
+    return vals
+
+
 def _fmt(x) -> str:
     if x is None or x == "" or (isinstance(x, float) and math.isnan(x)):
         return "-"
@@ -90,6 +100,19 @@ def cmd_verify(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_model_count(args) -> int:
+    from bench.report import build_report
+    from bench.report.model_count import model_count_table, to_markdown, write_model_count
+
+    df = model_count_table(args.submission, args.dataset, args.targets, args.counts, args.objective,
+                           Path(args.reports))
+    print(to_markdown(df))
+    for path in write_model_count(df, Path(args.reports) / df["dataset"].iloc[0]):
+        print(f"wrote {path}")
+    build_report(Path(args.reports) / df["dataset"].iloc[0])
+    return 0
+
+
 def cmd_train(args) -> int:
     if not (args.submission or args.recipe):
         raise SystemExit("error: give --submission NAME or --recipe PATH")
@@ -155,6 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", "-o", required=True)
     d.set_defaults(fn=cmd_decode)
 
+    mc = sp.add_parser("model-count", help="one vs several models per target: best subset of k models "
+                                          "(per-image choice), from the run's cached encodes")
+    mc.add_argument("--submission", "-s", required=True, help="a submission with one model per operating point")
+    mc.add_argument("--dataset", "-d", default="kodak")
+    mc.add_argument("--targets", type=_floats, default=[0.075, 0.15, 0.3])
+    mc.add_argument("--counts", type=_counts, default=[1, 2, 4], help="comma-separated model counts")
+    mc.add_argument("--objective", choices=["msssim", "psnr"], default="msssim")
+    mc.add_argument("--reports", default=str(REPORTS_DIR))
+    mc.set_defaults(fn=cmd_model_count)
     v = sp.add_parser("verify", help="decode every row's bitstreams and recompute its bytes and metrics")
     v.add_argument("--dataset", "-d", default="kodak")
     v.add_argument("--reports", default=str(REPORTS_DIR))

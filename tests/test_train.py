@@ -73,6 +73,23 @@ def test_train_resume_and_export(tiny, tmp_path):
         assert set(next(csv.DictReader(f))) >= {"step", "loss", "bpp", "distortion", "lr", "seconds"}
 
 
+def test_fresh_checkout_continues_from_the_committed_export(tiny, tmp_path, capsys):
+    """Checkpoints are not committed: without one, a run goes on from its exported weights."""
+    import shutil
+
+    recipe = load_recipe(tiny / "train.toml")
+    train_run(recipe, "base", max_steps=3, threads=1)
+    exported = load_state(tiny / "weights" / "base.pt")
+    shutil.rmtree(tmp_path / "ckpt")                    # what a fresh clone looks like
+    capsys.readouterr()
+    train_run(recipe, "base", max_steps=4, threads=1)
+    assert "warm restart of tiny/base from its exported weights at step 3" in capsys.readouterr().out
+    assert _steps(tiny / "weights" / "base.train.csv") == [1, 2, 3, 4]     # old rows kept, no restart at 1
+    saved = torch.load(tiny / "weights" / "base.pt", weights_only=True)
+    assert saved["meta"]["steps"] == 4
+    assert any(not torch.equal(exported[k], v) for k, v in load_state(tiny / "weights" / "base.pt").items())
+
+
 def test_train_command_line(tiny, tmp_path):
     out = subprocess.run([sys.executable, "-m", "bench", "train", "--recipe", str(tiny / "train.toml"),
                           "--max-steps", "2", "--threads", "1"], cwd=REPO_ROOT, capture_output=True, text=True,

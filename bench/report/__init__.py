@@ -6,7 +6,7 @@ incomplete ones, which the page names), and rewrites the outputs next to ``runs/
     from bench.report import build_report
     paths = build_report(Path("reports/kodak"))   # {"leaderboard_csv", "per_image_csv", "html", "rd_msssim", "rd_psnr"}
 
-Later sections (ablations, regressions) pass ``extra_sections=[(title, html_fragment), ...]``;
+A ``model_count.csv`` beside ``runs/`` (``bench model-count``) becomes a section. Later sections (ablations, regressions) pass ``extra_sections=[(title, html_fragment), ...]``;
 fragments are trusted HTML and are placed at the end of the page in order.
 """
 
@@ -33,6 +33,7 @@ def build_report(dataset_dir: Path, extra_sections: Iterable[tuple[str, str]] = 
     datasets that have them); ``None`` leaves them out.
     """
     from .html import render_page
+    from .model_count import CSV_NAME, model_count_html
     from .plots import load_references, plot_rd
 
     dataset_dir = Path(dataset_dir)
@@ -50,7 +51,10 @@ def build_report(dataset_dir: Path, extra_sections: Iterable[tuple[str, str]] = 
         log.warning("report %s: %s", dataset, n)
     out["rd_msssim"] = plot_rd(runs, "msssim_db", dataset_dir / "rd_msssim.png", dataset, references)
     out["rd_psnr"] = plot_rd(runs, "psnr", dataset_dir / "rd_psnr.png", dataset, references)
-    page = render_page(dataset, runs, skipped, board, out, extra_sections=list(extra_sections), notes=notes)
+    sections = list(extra_sections)
+    if (dataset_dir / CSV_NAME).exists():
+        sections.insert(0, ("Models per image", model_count_html(dataset_dir / CSV_NAME)))
+    page = render_page(dataset, runs, skipped, board, out, extra_sections=sections, notes=notes)
     html_path = dataset_dir / "leaderboard.html"
     tmp = html_path.with_name(f".{html_path.name}.{os.getpid()}.tmp")
     tmp.write_text(page, encoding="utf-8")

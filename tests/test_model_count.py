@@ -1,0 +1,62 @@
+"""The one / two / four models table: best subsets, re-using the run's cached encodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.report import build_report
+from bench.report.model_count import model_count_table, write_model_count
+from bench.run import run_benchmark
+
+MANIFEST = '''name = "{name}"
+description = "JPEG at five fixed qualities, standing in for five models"
+codec = "bench.codecs.classical:JpegCodec"
+[operating_points]
+kind = "discrete"
+points = [10, 25, 45, 70, 90]
+[rate_control]
+policy = "{policy}"
+'''
+
+
+@pytest.fixture
+def subs(tmp_path: Path) -> Path:
+    root = tmp_path / "subs"
+    for name, policy in [("five", "per-image"), ("five_shared", "shared")]:
+        (root / name).mkdir(parents=True)
+        (root / name / "submission.toml").write_text(MANIFEST.format(name=name, policy=policy))
+    return root
+
+
+def test_more_models_never_worse_and_one_model_is_the_shared_policy(subs, image_folder, tmp_path):
+    reports, targets = tmp_path / "reports", [0.8, 1.5]
+    ds = f"folder:{image_folder}"
+    run = run_benchmark("five", ds, targets, reports_dir=reports, progress=False, submissions_root=subs)
+    assert run.computed > 0
+    log: list[str] = []
+    df = model_count_table("five", ds, targets, (1, 2, 5), reports_dir=reports, submissions_root=subs, log=log.append)
+    assert list(df["models"]) == [1, 1, 2, 2, 5, 5]
+    assert (df["status"] == "ok").all() and (df["bpp"] <= df["target_bpp"]).all()
+    for t in targets:
+        by_k = df[df["target_bpp"] == t].set_index("models")["msssim"]
+        assert by_k[1] <= by_k[2] <= by_k[5]
+        # all five points allowed = the submission's own per-image result
+        own = next(r for r in run.rows if r["target_bpp"] == t)
+        assert by_k[5] == pytest.approx(own["msssim"])
+    # k = 1 is the single-model (shared policy) result
+    shared = run_benchmark("five_shared", ds, targets, reports_dir=tmp_path / "r2", progress=False, submissions_root=subs)
+    for r in shared.rows:
+        one = df[(df["models"] == 1) & (df["target_bpp"] == r["target_bpp"])].iloc[0]
+        assert one["msssim"] == pytest.approx(r["msssim"]) and len(one["models_used"].split()) == 1
+
+    csv_path, md_path = write_model_count(df, reports / "imgs")
+    assert "| 5 |" in md_path.read_text()
+    page = build_report(reports / "imgs")["html"].read_text()
+    assert "Models per image" in page
+
+
+def test_counts_beyond_the_models_are_refused(subs, image_folder, tmp_path):
+    with pytest.raises(ValueError, match="has 5 models"):
+        model_count_table("five", f"folder:{image_folder}", [0.5], (6,), reports_dir=tmp_path, submissions_root=subs)
