@@ -86,17 +86,26 @@ def cmd_decode(args) -> int:
     return 0
 
 
+def _differs(bit_identical: str) -> bool:
+    same, _, total = bit_identical.partition("/")
+    return bool(total) and same != total
+
+
 def cmd_verify(args) -> int:
     from bench.verify import verify_dataset
 
-    rows = verify_dataset(Path(args.reports) / args.dataset, args.dataset)
+    rows = verify_dataset(Path(args.reports), args.dataset)
     bad = [r for r in rows if r["files"] != r["images"] or r["bytes_on_disk"] != r["bytes_reported"]
-           or r["psnr_diff_db"] > 0.01]
+           or r["psnr_diff_db"] > 0.01 or _differs(r["bit_identical"])]
     for r in rows:
         print(f"{r['submission']:>24} {r['mode']:>9} {r['target_bpp']:>6}  files {r['files']}/{r['images']}  "
               f"bytes {r['bytes_on_disk']}/{r['bytes_reported']}  PSNR {r['psnr_recomputed']:.4f} "
-              f"(reported {r['psnr_reported']:.4f})")
+              f"(reported {r['psnr_reported']:.4f})  bit-identical {r['bit_identical']}")
     print(f"{len(rows) - len(bad)} of {len(rows)} rows reproduce from their files (PSNR within 0.01 dB)")
+    from bench.data import open_dataset
+    from bench.report import build_report
+
+    build_report(Path(args.reports) / open_dataset(args.dataset).name)
     return 1 if bad else 0
 
 

@@ -159,6 +159,7 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
                 r = sel.chosen[im.id]
                 per_image.append({"submission": sub.name, "dataset": ds.name, "target_bpp": sel.target_bpp,
                                   "mode": sel.mode, **{k: r[k] for k in PER_IMAGE_COLUMNS[4:] if k in r},
+                                  "est_bits": r.get("x_est_bits"), "overhead_pct": r.get("x_overhead_pct"),
                                   "point": point_key(r["point"]),
                                   "file": str((folder / f"{im.id}.bin").relative_to(REPO_ROOT))
                                   if folder.is_relative_to(REPO_ROOT) else str(folder / f"{im.id}.bin")})

@@ -8,6 +8,7 @@ to the run's log at once, so an interrupted run loses at most the jobs in flight
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -47,6 +48,13 @@ class Job:
     path: Path    # where the bitstream goes (relative to the repo: see Runner)
 
 
+def decoded_hash(pixels: np.ndarray) -> str:
+    """Fingerprint of a decoded image: ``bench verify`` decodes again in another process and
+    compares, which checks that decoding is bit-exact, not only close."""
+    a = np.ascontiguousarray(pixels, dtype=np.uint8)
+    return hashlib.sha256(repr(a.shape).encode() + a.tobytes()).hexdigest()[:16]
+
+
 def execute(sub: Submission, content_hash: str, job: Job, threads: int = 1) -> dict:
     """Run one job in this process and return its record (see module doc)."""
     import torch
@@ -76,6 +84,7 @@ def execute(sub: Submission, content_hash: str, job: Job, threads: int = 1) -> d
         "bytes": len(on_disk), "bpp": len(on_disk) * 8 / img.num_pixels, "file": str(job.path),
         "enc_s": enc_s, "dec_s": dec_s, "device": f"cpu ({threads} threads)" if not torch.cuda.is_available()
         else f"cuda ({torch.cuda.get_device_name(0)})",
+        "decoded_sha256": decoded_hash(decoded),
     }
     rec |= image_metrics(img.pixels, decoded)
     rec |= {f"x_{k}": v for k, v in codec.measure(img.pixels, job.point, on_disk).items()}

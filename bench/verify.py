@@ -1,5 +1,7 @@
 """Recompute a leaderboard from its files alone: decode every row's bitstream folder, compare
-sizes and metrics with what the row reports. Writes ``reports/<dataset>/verify.csv``."""
+sizes and metrics with what the row reports, and each decoded image's fingerprint with the one
+the run recorded (bit-exact decoding in another process). Writes ``reports/<dataset>/verify.csv``
+with the device it ran on."""
 
 from __future__ import annotations
 
@@ -12,12 +14,28 @@ from bench.data import open_dataset
 from bench.metrics import image_metrics, msssim_db, psnr_from_mse
 from bench.paths import REPO_ROOT
 from bench.results import read_csv, write_csv
+from bench.runner import decoded_hash
 from bench.submission import get_submission
 
 
-def verify_dataset(dataset_dir: Path, dataset: str) -> list[dict]:
-    """One line per ok row: bytes on disk vs reported, PSNR / MS-SSIM recomputed vs reported."""
-    originals = {im.id: im for im in open_dataset(dataset).images()}
+def _recorded_hashes(dataset_dir: Path) -> dict[tuple, str]:
+    path = Path(dataset_dir) / "per_image.csv"
+    rows = read_csv(path) if path.exists() else []
+    return {(r["submission"], r["mode"], float(r["target_bpp"]), r["image_id"]): r["decoded_sha256"]
+            for r in rows if r.get("decoded_sha256")}
+
+
+def verify_dataset(reports_dir: Path, dataset: str) -> list[dict]:
+    """One line per ok row of ``reports_dir/<dataset name>/leaderboard.csv``: bytes on disk vs
+    reported, PSNR / MS-SSIM recomputed vs reported, decoded fingerprints vs recorded."""
+    import torch
+
+    ds = open_dataset(dataset)
+    dataset_dir = Path(reports_dir) / ds.name
+    originals = {im.id: im for im in ds.images()}
+    recorded = _recorded_hashes(dataset_dir)
+    device = f"cpu ({torch.get_num_threads()} threads)" if not torch.cuda.is_available() else \
+        f"cuda ({torch.cuda.get_device_name(0)})"
     out = []
     for row in read_csv(Path(dataset_dir) / "leaderboard.csv"):
         if row["status"] != "ok":
@@ -28,9 +46,15 @@ def verify_dataset(dataset_dir: Path, dataset: str) -> list[dict]:
         codec = get_submission(row["submission"]).make_codec()
         sse = values = 0.0
         ms_weighted = pixels = 0.0
+        identical = compared = 0
         for f in files:
             orig = originals[f.stem].pixels
-            m = image_metrics(orig, np.asarray(codec.decode(f.read_bytes())))
+            decoded = np.asarray(codec.decode(f.read_bytes()))
+            want = recorded.get((row["submission"], row["mode"], float(row["target_bpp"]), f.stem))
+            if want:
+                compared += 1
+                identical += decoded_hash(decoded) == want
+            m = image_metrics(orig, decoded)
             sse += m["sse"]
             values += orig.size
             if not math.isnan(m["msssim"]):
@@ -43,6 +67,26 @@ def verify_dataset(dataset_dir: Path, dataset: str) -> list[dict]:
                     "bytes_on_disk": sum(f.stat().st_size for f in files), "bytes_reported": int(row["bytes"]),
                     "psnr_recomputed": psnr, "psnr_reported": float(row["psnr"]),
                     "psnr_diff_db": abs(psnr - float(row["psnr"])),
-                    "msssim_db_recomputed": msssim_db(ms), "msssim_db_reported": float(row["msssim_db"])})
+                    "msssim_db_recomputed": msssim_db(ms), "msssim_db_reported": float(row["msssim_db"]),
+                    "bit_identical": f"{identical}/{compared}" if compared else "not recorded",
+                    "run_device": row.get("device", ""), "verify_device": device})
     write_csv(Path(dataset_dir) / "verify.csv", out)
     return out
+
+
+def verify_html(csv_path: Path) -> str:
+    """verify.csv as an HTML fragment for the dataset's report page."""
+    import html
+
+    rows = read_csv(csv_path)
+    body = "".join(
+        f"<tr><td>{html.escape(r['submission'])}</td><td>{html.escape(r['mode'])}</td><td>{r['target_bpp']}</td>"
+        f"<td>{r['files']}/{r['images']}</td><td>{'yes' if r['bytes_on_disk'] == r['bytes_reported'] else 'NO'}</td>"
+        f"<td>{float(r['psnr_diff_db']):.4f}</td><td>{html.escape(r.get('bit_identical') or 'not recorded')}</td>"
+        f"<td>{html.escape(r.get('run_device') or '')}</td><td>{html.escape(r.get('verify_device') or '')}</td></tr>"
+        for r in rows)
+    return ("<p>Every ok row decoded again from its files by <code>python -m bench verify</code>, in a new process: "
+            "file count, bytes, PSNR difference to the reported value, and decoded images bit-identical to those "
+            "of the run (fingerprints recorded at run time).</p><table><thead><tr><th>submission</th><th>mode</th>"
+            "<th>target</th><th>files</th><th>bytes match</th><th>|ΔPSNR| dB</th><th>bit-identical</th>"
+            f"<th>run device</th><th>verify device</th></tr></thead><tbody>{body}</tbody></table>")

@@ -55,6 +55,34 @@ def test_decode_command_reproduces_reported_psnr(jpeg_run, tmp_path):
     assert abs(psnr_from_mse(total_sse / values) - row["psnr"]) < 0.01
 
 
+def test_verify_decodes_bit_identically_in_a_fresh_process(jpeg_run):
+    """``bench verify`` (a new process: nothing cached) matches the run's decoded fingerprints;
+    a fingerprint that does not match is reported as a failure."""
+    import csv
+    import subprocess
+    import sys
+
+    res, folder, tmp_path = jpeg_run
+    dataset_dir = res.run_dir.parent.parent
+    cmd = [sys.executable, "-m", "bench", "verify", "--dataset", f"folder:{folder}", "--reports", str(tmp_path / "reports")]
+    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = read_csv(dataset_dir / "verify.csv")
+    assert [r["bit_identical"] for r in rows] == ["3/3", "3/3"]
+    assert all(r["verify_device"].startswith("cpu") for r in rows)
+    assert "bit-identical" in (dataset_dir / "leaderboard.html").read_text()
+
+    per_image = dataset_dir / "per_image.csv"
+    recs = read_csv(per_image)
+    recs[0]["decoded_sha256"] = "0" * 16
+    with per_image.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(recs[0]))
+        w.writeheader()
+        w.writerows(recs)
+    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "bit-identical 2/3" in out.stdout
+
+
 def test_second_run_encodes_nothing(jpeg_run):
     res, folder, tmp_path = jpeg_run
     again = run_benchmark("jpeg", f"folder:{folder}", targets=[0.05, 0.6, 1.2], reports_dir=tmp_path / "reports",

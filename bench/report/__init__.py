@@ -54,6 +54,10 @@ def build_report(dataset_dir: Path, extra_sections: Iterable[tuple[str, str]] = 
     sections = list(extra_sections)
     if (dataset_dir / CSV_NAME).exists():
         sections.insert(0, ("Models per image", model_count_html(dataset_dir / CSV_NAME)))
+    if (dataset_dir / "verify.csv").exists():
+        from bench.verify import verify_html
+
+        sections.append(("Decoded again from the files", verify_html(dataset_dir / "verify.csv")))
     page = render_page(dataset, runs, skipped, board, out, extra_sections=sections, notes=notes)
     html_path = dataset_dir / "leaderboard.html"
     tmp = html_path.with_name(f".{html_path.name}.{os.getpid()}.tmp")
