@@ -10,7 +10,7 @@ JOBS ?= 1
 BACKEND ?= joblib
 SCHEDULER ?=
 
-.PHONY: setup bench test train report list benchmark load regress
+.PHONY: setup bench test train report list benchmark load regress ablation
 
 setup: .venv/.installed
 
@@ -39,6 +39,12 @@ KEEP_HEAP := MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000
 
 train: setup  ## train or resume SUBMISSION's recipe (submissions/$(SUBMISSION)/train.toml)
 	$(KEEP_HEAP) $(PY) -m bench train --submission $(SUBMISSION) $(if $(RUN),--run $(RUN)) $(if $(MAX_STEPS),--max-steps $(MAX_STEPS))
+
+# ablation: B against A model by model on DATASET (both must have been run with `make bench`)
+A ?= noise_hyperprior
+B ?= sth_hyperprior
+ablation: setup  ## native-rate table + BD-rate of B vs A; reports/$(DATASET)/ablation_A_vs_B.*
+	$(PY) -m bench ablation $(A) $(B) --dataset $(DATASET)
 
 report: setup
 	$(PY) -m bench report

@@ -122,6 +122,20 @@ def cmd_model_count(args) -> int:
     return 0
 
 
+def cmd_ablation(args) -> int:
+    from bench.data import open_dataset
+    from bench.report import build_report
+    from bench.report.ablation import ablation, to_markdown, write_ablation
+
+    dataset_dir = Path(args.reports) / open_dataset(args.dataset).name
+    res = ablation(dataset_dir, args.a, args.b)
+    print(to_markdown(res))
+    for path in write_ablation(res, dataset_dir):
+        print(f"wrote {path}")
+    build_report(dataset_dir)
+    return 0
+
+
 def cmd_train(args) -> int:
     if not (args.submission or args.recipe):
         raise SystemExit("error: give --submission NAME or --recipe PATH")
@@ -196,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--objective", choices=["msssim", "psnr"], default="msssim")
     mc.add_argument("--reports", default=str(REPORTS_DIR))
     mc.set_defaults(fn=cmd_model_count)
+    ab = sp.add_parser("ablation", help="B against A, model by model (same model names): native-rate table, "
+                                        "BD-rate, leaderboard rows, from the stored runs")
+    ab.add_argument("a", help="the reference submission (e.g. noise_hyperprior)")
+    ab.add_argument("b", help="the variant (e.g. sth_hyperprior)")
+    ab.add_argument("--dataset", "-d", default="kodak")
+    ab.add_argument("--reports", default=str(REPORTS_DIR))
+    ab.set_defaults(fn=cmd_ablation)
     v = sp.add_parser("verify", help="decode every row's bitstreams and recompute its bytes and metrics")
     v.add_argument("--dataset", "-d", default="kodak")
     v.add_argument("--reports", default=str(REPORTS_DIR))

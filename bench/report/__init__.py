@@ -54,6 +54,10 @@ def build_report(dataset_dir: Path, extra_sections: Iterable[tuple[str, str]] = 
     sections = list(extra_sections)
     if (dataset_dir / CSV_NAME).exists():
         sections.insert(0, ("Models per image", model_count_html(dataset_dir / CSV_NAME)))
+    for md in sorted(dataset_dir.glob("ablation_*_vs_*.md")):
+        from .ablation import ablation_html
+
+        sections.append((f"Ablation: {md.stem.removeprefix('ablation_').replace('_vs_', ' vs ')}", ablation_html(md)))
     if (dataset_dir / "verify.csv").exists():
         from bench.verify import verify_html
 
