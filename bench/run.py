@@ -93,6 +93,8 @@ def learned_columns(codec: Codec, sel: Selection, images: list[Image]) -> dict:
     kMAC/pixel is summed over the images (each at its padded size) per original pixel; params
     and decoder bytes add up over the distinct models the row uses (a multi-model decoder
     must hold them all); rate overhead compares the whole files with −log2 of the likelihoods.
+    Channel-gated codecs also report each image's effective MACs (``x_eff_enc_macs``, ...):
+    those give ``eff_enc_kmac_px`` / ``eff_dec_kmac_px`` on the same per-pixel scale.
     """
     cols: dict = {}
     recs = [sel.chosen[im.id] for im in images]
@@ -109,6 +111,10 @@ def learned_columns(codec: Codec, sel: Selection, images: list[Image]) -> dict:
         est = sum(r["x_est_bits"] for r in recs)
         cols |= {"rate_overhead_pct": 100 * (sum(r["bytes"] * 8 for r in recs) - est) / est,
                  "rate_overhead_max_pct": max(r["x_overhead_pct"] for r in recs)}
+    if recs and all("x_eff_enc_macs" in r and "x_eff_dec_macs" in r for r in recs):
+        pixels = sum(im.num_pixels for im in images)
+        cols |= {"eff_enc_kmac_px": sum(r["x_eff_enc_macs"] for r in recs) / pixels / 1000,
+                 "eff_dec_kmac_px": sum(r["x_eff_dec_macs"] for r in recs) / pixels / 1000}
     return cols
 
 

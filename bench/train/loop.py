@@ -1,6 +1,11 @@
 """The training loop: R + λ·D with additive-noise quantisation, padding-aware batches,
 the entropy bottleneck's auxiliary loss, resumable checkpoints and CSV logs.
 
+Variable-rate architectures (:mod:`bench.models.ecg`) draw one λ per sample, log-uniformly
+in the model's [λ_min, λ_max], and minimise mean_i(R_i + λ_i·D_i) + γ·Σ_n (α_n − α_t)²
+with per-sample rate and distortion; they are validated at λ_min, the geometric middle
+and λ_max, and start from a scale hyperprior's weights through ``init_from_hyperprior``.
+
 A run's state lives in ``checkpoints/<submission>/<run>/`` (``last.pt`` with optimiser and
 RNG state, ``train.csv``, ``val.csv``); every save also exports fp16 weights and the logs to
 ``submissions/<submission>/weights/`` so the committed files are always the latest.
@@ -20,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from pytorch_msssim import ms_ssim
 
+from bench.complexity import DECODER_PARTS, ENCODER_PARTS, last_forward_costs
+from bench.models.ecg import build_variable_rate, init_from_hyperprior
 from bench.models.hyperprior import build_model, hard_forward
 from bench.paths import checkpoints_dir
 from bench.train.data import CropSampler, load_training_images
@@ -28,6 +35,8 @@ from bench.train.recipe import Recipe, RunSpec
 MSSSIM_WEIGHTS = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
 TRAIN_COLUMNS = ["step", "loss", "bpp", "distortion", "msssim", "psnr", "aux_loss", "lr", "seconds"]
 VAL_COLUMNS = ["step", "loss", "bpp", "distortion", "msssim", "psnr", "seconds"]
+VR_TRAIN_COLUMNS = TRAIN_COLUMNS + ["gate_penalty", "active", "alpha"]
+VR_VAL_COLUMNS = VAL_COLUMNS + ["lmbda", "eff_enc_frac", "eff_dec_frac"]
 
 
 def run_dir(submission: str, run: str) -> Path:
@@ -39,20 +48,31 @@ def weights_path(submission_dir: Path, run: str) -> Path:
     return Path(submission_dir) / "weights" / f"{run}.pt"
 
 
-def distortion(x_hat: torch.Tensor, x: torch.Tensor, recipe: Recipe) -> tuple[torch.Tensor, dict]:
-    """D for the loss (1 − MS-SSIM or MSE on [0, 1]) plus both metrics for the log."""
+def sample_distortion(x_hat: torch.Tensor, x: torch.Tensor, recipe: Recipe) -> tuple[torch.Tensor, dict]:
+    """Per-sample D, shape (B,) (1 − MS-SSIM or MSE on [0, 255]), plus the batch's MS-SSIM and
+    pooled PSNR for the log."""
     x_hat = x_hat.clamp(0, 1)
-    mse = F.mse_loss(x_hat, x)
+    mse = (x_hat - x).pow(2).mean(dim=(1, 2, 3))
     w = MSSSIM_WEIGHTS[: recipe.loss.msssim_scales]
-    ms = ms_ssim(x_hat, x, data_range=1.0, win_size=recipe.loss.msssim_win, weights=w)
+    ms = ms_ssim(x_hat, x, data_range=1.0, win_size=recipe.loss.msssim_win, weights=w, size_average=False)
     d = 1 - ms if recipe.loss.distortion == "ms-ssim" else mse * 255**2
-    return d, {"msssim": ms.item(), "psnr": (10 * math.log10(1 / max(mse.item(), 1e-12)))}
+    return d, {"msssim": ms.mean().item(), "psnr": (10 * math.log10(1 / max(mse.mean().item(), 1e-12)))}
+
+
+def distortion(x_hat: torch.Tensor, x: torch.Tensor, recipe: Recipe) -> tuple[torch.Tensor, dict]:
+    """D of the batch (the mean of the per-sample values) plus both metrics for the log."""
+    d, m = sample_distortion(x_hat, x, recipe)
+    return d.mean(), m
+
+
+def sample_bits(likelihoods: dict) -> torch.Tensor:
+    """Bits of every latent, per sample: shape (B,)."""
+    return sum(-torch.log2(l).flatten(1).sum(dim=1) for l in likelihoods.values())
 
 
 def rate_bpp(likelihoods: dict, real_pixels: int) -> torch.Tensor:
     """Bits per real (unpadded) pixel from the likelihoods of all latents."""
-    bits = sum(-torch.log2(l).sum() for l in likelihoods.values())
-    return bits / real_pixels
+    return sample_bits(likelihoods).sum() / real_pixels
 
 
 def pad_batch(x: torch.Tensor, pad_prob: float, pad_max: int, rng: random.Random) -> tuple[torch.Tensor, int, int]:
@@ -68,12 +88,47 @@ def pad_batch(x: torch.Tensor, pad_prob: float, pad_max: int, rng: random.Random
 
 
 def _optimizers(model: torch.nn.Module, run: RunSpec):
-    main, aux = [], []
+    """Adam for the network (gate thresholds in a second group at ``alpha_lr``: Adam moves a
+    parameter about lr per step whatever γ is, so lr sets how fast α can ramp) and Adam for
+    the entropy bottleneck's quantiles."""
+    main, alphas, aux = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (aux if name.endswith(".quantiles") else main).append(p)
-    return torch.optim.Adam(main, lr=run.lr), torch.optim.Adam(aux, lr=1e-3)
+        (aux if name.endswith(".quantiles") else alphas if name.endswith(".alpha") else main).append(p)
+    groups = [{"params": main}] + ([{"params": alphas, "lr": run.alpha_lr}] if alphas else [])
+    return torch.optim.Adam(groups, lr=run.lr), torch.optim.Adam(aux, lr=1e-3)
+
+
+def new_model(recipe: Recipe) -> torch.nn.Module:
+    """The untrained model a recipe describes."""
+    m = recipe.model
+    if m.variable_rate:
+        return build_variable_rate(m.arch, m.N, m.M, m.lmbda_min, m.lmbda_max)
+    return build_model(m.arch, m.N, m.M)
+
+
+def val_lambdas(recipe: Recipe) -> list[float]:
+    """λ values a variable-rate model is validated at: both ends and the geometric middle."""
+    lo, hi = recipe.model.lmbda_min, recipe.model.lmbda_max
+    return [lo, math.sqrt(lo * hi), hi]
+
+
+def _variable_rate_loss(model, x: torch.Tensor, x_in: torch.Tensor, rh: int, rw: int, recipe: Recipe,
+                        run: RunSpec, rng: random.Random) -> tuple[torch.Tensor, dict]:
+    """mean_i(R_i + λ_i·D_i) + γ·Σ_n (α_n − α_t)², one log-uniform λ_i per sample."""
+    lo, hi = math.log(recipe.model.lmbda_min), math.log(recipe.model.lmbda_max)
+    lmbda = torch.tensor([math.exp(rng.uniform(lo, hi)) for _ in range(x.shape[0])])
+    out = model(x_in, lmbda)
+    bpp = sample_bits(out["likelihoods"]) / (rh * rw)
+    d, m = sample_distortion(out["x_hat"][..., :rh, :rw], x[..., :rh, :rw], recipe)
+    penalty = model.gate_penalty(run.alpha_target)
+    loss = (bpp + lmbda * d).mean() + run.gamma * penalty
+    active = list(model.active_fractions().values())
+    alphas = [g.alpha.item() for g in model.named_gates().values()]
+    return loss, {"bpp": bpp.mean().item(), "distortion": d.mean().item(), **m, "gate_penalty": penalty.item(),
+                  "active": sum(active) / len(active) if active else 1.0,
+                  "alpha": sum(alphas) / len(alphas) if alphas else 0.0}
 
 
 def _freeze_encoder_side(model: torch.nn.Module) -> None:
@@ -140,23 +195,52 @@ def _append_csv(path: Path, columns: list[str], row: dict) -> None:
         w.writerow({k: row[k] for k in columns})
 
 
+def _val_crop(img: torch.Tensor) -> torch.Tensor:
+    """The centre crop validation uses: up to 256 px, a multiple of 64."""
+    _, h, w = img.shape
+    s = min(256, h, w) // 64 * 64
+    top, left = (h - s) // 2, (w - s) // 2
+    return img[:, top : top + s, left : left + s].unsqueeze(0).float() / 255
+
+
 @torch.no_grad()
 def validate(model, images: list[torch.Tensor], recipe: Recipe, run: RunSpec) -> dict:
     """Real-quantisation (rounded) loss on held-out training-folder images, centre 256 crops."""
     model.eval()
     tot = {"loss": 0.0, "bpp": 0.0, "distortion": 0.0, "msssim": 0.0, "psnr": 0.0}
     for img in images:
-        _, h, w = img.shape
-        s = min(256, h, w) // 64 * 64
-        top, left = (h - s) // 2, (w - s) // 2
-        x = img[:, top : top + s, left : left + s].unsqueeze(0).float() / 255
+        x = _val_crop(img)
         out = hard_forward(model, x)
-        bpp = rate_bpp(out["likelihoods"], s * s)
+        bpp = rate_bpp(out["likelihoods"], x.shape[-2] * x.shape[-1])
         d, m = distortion(out["x_hat"], x, recipe)
         for k, v in {"loss": (bpp + run.lmbda * d).item(), "bpp": bpp.item(), "distortion": d.item(), **m}.items():
             tot[k] += v / len(images)
     model.train()
     return tot
+
+
+@torch.no_grad()
+def validate_variable_rate(model, images: list[torch.Tensor], recipe: Recipe) -> list[dict]:
+    """One row per validation λ: rounded-latent loss, metrics and effective / dense MACs (as
+    the codec runs it: eval mode, gated convs on active channels)."""
+    model.eval()
+    rows = []
+    for lmbda in val_lambdas(recipe):
+        tot = dict.fromkeys(["loss", "bpp", "distortion", "msssim", "psnr", "eff_enc_frac", "eff_dec_frac"], 0.0)
+        for img in images:
+            x = _val_crop(img)
+            out = model(x, torch.tensor([lmbda]))
+            bpp = rate_bpp(out["likelihoods"], x.shape[-2] * x.shape[-1])
+            d, m = distortion(out["x_hat"], x, recipe)
+            costs = last_forward_costs(model)
+            row = {"loss": (bpp + lmbda * d).item(), "bpp": bpp.item(), "distortion": d.item(), **m,
+                   "eff_enc_frac": costs.effective(ENCODER_PARTS) / costs.dense(ENCODER_PARTS),
+                   "eff_dec_frac": costs.effective(DECODER_PARTS) / costs.dense(DECODER_PARTS)}
+            for k, v in row.items():
+                tot[k] += v / len(images)
+        rows.append(tot | {"lmbda": lmbda})
+    model.train()
+    return rows
 
 
 def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threads: int | None = None) -> Path:
@@ -169,7 +253,8 @@ def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threa
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "last.pt"
 
-    model = build_model(recipe.model.arch, recipe.model.N, recipe.model.M)
+    vr = recipe.model.variable_rate
+    model = new_model(recipe)
     if run.stage == 2:
         _freeze_encoder_side(model)
     opt, aux_opt = _optimizers(model, run)
@@ -195,8 +280,13 @@ def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threa
               f"exported weights at step {step} (optimiser state is not exported: Adam starts afresh)")
     elif run.init:
         src = _resolve_init(recipe, run)
-        model.load_state_dict(load_state(src))
-        print(f"[train] {recipe.submission}/{run.name} starts from {src}")
+        if vr:
+            left = init_from_hyperprior(model, load_state(src))
+            print(f"[train] {recipe.submission}/{run.name} starts from {src}; {len(left)} tensors keep their "
+                  f"initial values: {sorted({k.rsplit('.', 1)[0] for k in left})}")
+        else:
+            model.load_state_dict(load_state(src))
+            print(f"[train] {recipe.submission}/{run.name} starts from {src}")
     else:
         torch.manual_seed(run.seed)
 
@@ -209,14 +299,17 @@ def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threa
     t_last = time.perf_counter()
     while step < total_steps:
         lr = run.lr / 10 if run.lr_drop_at is not None and step >= run.lr_drop_at else run.lr
-        for g in opt.param_groups:
-            g["lr"] = lr
+        opt.param_groups[0]["lr"] = lr        # the gate thresholds' group keeps alpha_lr
         x = sampler.batch()
         x_in, rh, rw = pad_batch(x, recipe.data.pad_prob, pad_max, rng)
-        out = hard_forward(model, x_in) if run.stage == 2 else model(x_in)
-        bpp = rate_bpp(out["likelihoods"], x.shape[0] * rh * rw)
-        d, m = distortion(out["x_hat"][..., :rh, :rw], x[..., :rh, :rw], recipe)
-        loss = bpp + run.lmbda * d
+        if vr:
+            loss, logs = _variable_rate_loss(model, x, x_in, rh, rw, recipe, run, rng)
+        else:
+            out = hard_forward(model, x_in) if run.stage == 2 else model(x_in)
+            bpp = rate_bpp(out["likelihoods"], x.shape[0] * rh * rw)
+            d, m = distortion(out["x_hat"][..., :rh, :rw], x[..., :rh, :rw], recipe)
+            loss = bpp + run.lmbda * d
+            logs = {"bpp": bpp.item(), "distortion": d.item(), **m}
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if run.clip:
@@ -230,19 +323,23 @@ def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threa
         now = time.perf_counter()
         seconds += now - t_last
         t_last = now
-        for k, v in {"loss": loss.item(), "bpp": bpp.item(), "distortion": d.item(), "aux_loss": aux.item(), **m}.items():
+        for k, v in {"loss": loss.item(), "aux_loss": aux.item(), **logs}.items():
             acc[k] = acc.get(k, 0.0) + v
         n_acc += 1
         if step % run.log_every == 0 or step == total_steps:
             row = {k: v / n_acc for k, v in acc.items()} | {"step": step, "lr": lr, "seconds": round(seconds, 1)}
-            _append_csv(out_dir / "train.csv", TRAIN_COLUMNS, row)
+            _append_csv(out_dir / "train.csv", VR_TRAIN_COLUMNS if vr else TRAIN_COLUMNS, row)
             print(f"[train] {run.name} step {step} loss {row['loss']:.4f} bpp {row['bpp']:.3f} "
                   f"ms-ssim {row['msssim']:.4f} psnr {row['psnr']:.2f} ({seconds / step if step else 0:.2f} s/step avg)", flush=True)
             acc, n_acc = {}, 0
         if (step % run.val_every == 0 or step == total_steps) and val_imgs:
-            v = validate(model, val_imgs, recipe, run) | {"step": step, "seconds": round(seconds, 1)}
-            _append_csv(out_dir / "val.csv", VAL_COLUMNS, v)
-            print(f"[val]   {run.name} step {step} bpp {v['bpp']:.3f} ms-ssim {v['msssim']:.4f} psnr {v['psnr']:.2f}", flush=True)
+            rows = validate_variable_rate(model, val_imgs, recipe) if vr else [validate(model, val_imgs, recipe, run)]
+            for v in rows:
+                v |= {"step": step, "seconds": round(seconds, 1)}
+                _append_csv(out_dir / "val.csv", VR_VAL_COLUMNS if vr else VAL_COLUMNS, v)
+                at = f" λ {v['lmbda']:.3g}" if vr else ""
+                print(f"[val]   {run.name} step {step}{at} bpp {v['bpp']:.3f} ms-ssim {v['msssim']:.4f} "
+                      f"psnr {v['psnr']:.2f}", flush=True)
             t_last = time.perf_counter()  # validation time is not training time
         if step % run.save_every == 0 or step == total_steps:
             _save(model, opt, aux_opt, step, seconds, rng, ckpt_path)
@@ -268,6 +365,8 @@ def export(recipe: Recipe, run: RunSpec, model, step: int, seconds: float) -> No
     params = {n for n, _ in model.named_parameters()}
     state = {k: v.half() if k in params and v.is_floating_point() else v for k, v in model.state_dict().items()}
     meta = {"arch": recipe.model.arch, "N": recipe.model.N, "M": recipe.model.M, "lmbda": run.lmbda,
+            **({"lmbda_min": recipe.model.lmbda_min, "lmbda_max": recipe.model.lmbda_max,
+                "gated": recipe.model.gated} if recipe.model.variable_rate else {}),
             "distortion": recipe.loss.distortion, "steps": step, "train_seconds": round(seconds, 1),
             "threads": torch.get_num_threads(), "device": "cpu", "run": asdict(run) | {"init": run.init}}
     tmp = dst.with_suffix(".tmp")

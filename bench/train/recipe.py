@@ -4,12 +4,16 @@ A recipe has shared ``[model]``, ``[data]`` and ``[loss]`` tables and an ordered
 ``[[runs]]``; each run trains one model (one λ) and may start from another run's weights
 (``init = "base"`` or ``init = "other_submission/base"``), which is how every variant is
 derived from one shared stage-1 base.
+
+Variable-rate architectures (``ecg_hyperprior``, ``bm_hyperprior``) train one model for the
+whole range ``[model] lmbda_min .. lmbda_max`` instead of one λ per run: their runs give no
+``lmbda``, and ``gamma`` / ``alpha_target`` weight the gated model's sparsity penalty.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import KW_ONLY, dataclass, field, fields
 from pathlib import Path
 
 
@@ -22,6 +26,20 @@ class ModelSpec:
     arch: str = "scale_hyperprior"
     N: int = 128
     M: int = 192
+    lmbda_min: float | None = None   # variable-rate archs: the λ range one model covers
+    lmbda_max: float | None = None
+
+    @property
+    def variable_rate(self) -> bool:
+        from bench.models.ecg import VARIABLE_RATE_ARCHS   # not at import time: compressai is slow to load
+
+        return self.arch in VARIABLE_RATE_ARCHS
+
+    @property
+    def gated(self) -> bool:
+        from bench.models.ecg import VARIABLE_RATE_ARCHS
+
+        return VARIABLE_RATE_ARCHS.get(self.arch, False)
 
 
 @dataclass(frozen=True)
@@ -44,8 +62,9 @@ class LossSpec:
 @dataclass(frozen=True)
 class RunSpec:
     name: str
-    lmbda: float
+    _: KW_ONLY
     steps: int
+    lmbda: float | None = None      # fixed-λ archs only; variable-rate runs sample λ per sample
     lr: float = 3e-4
     lr_drop_at: int | None = None   # step after which lr is divided by 10
     init: str | None = None         # "run" or "submission/run": start from those weights
@@ -55,6 +74,9 @@ class RunSpec:
     log_every: int = 25
     clip: float = 1.0
     seed: int = 0
+    gamma: float = 0.0              # gated archs: weight of Σ_n (α_n − α_target)²
+    alpha_target: float = 0.0       # gate threshold target (fraction of the mean channel energy)
+    alpha_lr: float = 1e-3          # Adam lr of the gate thresholds (Adam moves α ≤ alpha_lr per step)
 
 
 @dataclass(frozen=True)
@@ -84,6 +106,27 @@ def _build(cls, table: dict, where: str):
         raise RecipeError(f"{where}: {e}") from None
 
 
+def _check_runs(path: Path, model: ModelSpec, runs: tuple[RunSpec, ...]) -> None:
+    """λ settings that fit the architecture: one λ per run, or a range for the model."""
+    if model.variable_rate:
+        if model.lmbda_min is None or model.lmbda_max is None or not 0 < model.lmbda_min < model.lmbda_max:
+            raise RecipeError(f"{path} [model]: {model.arch} needs 0 < lmbda_min < lmbda_max")
+        for r in runs:
+            if r.lmbda is not None:
+                raise RecipeError(f"{path} run {r.name!r}: {model.arch} samples λ in [lmbda_min, lmbda_max]; "
+                                  "drop lmbda")
+            if r.stage != 1:
+                raise RecipeError(f"{path} run {r.name!r}: stage 2 is not implemented for {model.arch}")
+            if r.gamma and not model.gated:
+                raise RecipeError(f"{path} run {r.name!r}: gamma needs a gated arch; {model.arch} has no gates")
+        return
+    if model.lmbda_min is not None or model.lmbda_max is not None:
+        raise RecipeError(f"{path} [model]: lmbda_min/lmbda_max are for variable-rate archs, not {model.arch}")
+    for r in runs:
+        if r.lmbda is None or r.gamma:
+            raise RecipeError(f"{path} run {r.name!r}: {model.arch} needs lmbda (and no gamma)")
+
+
 def load_recipe(path: Path) -> Recipe:
     """Parse and validate a train.toml."""
     path = Path(path)
@@ -97,10 +140,12 @@ def load_recipe(path: Path) -> Recipe:
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise RecipeError(f"{path}: duplicate run names in {names}")
+    model = _build(ModelSpec, raw.get("model", {}), f"{path} [model]")
+    _check_runs(path, model, runs)
     return Recipe(
         submission=path.parent.name,
         path=path,
-        model=_build(ModelSpec, raw.get("model", {}), f"{path} [model]"),
+        model=model,
         data=_build(DataSpec, raw.get("data", {}), f"{path} [data]"),
         loss=_build(LossSpec, raw.get("loss", {}), f"{path} [loss]"),
         runs=runs,

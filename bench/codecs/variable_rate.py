@@ -1,0 +1,145 @@
+"""One variable-rate model (``ecg_hyperprior`` / ``bm_hyperprior``) as a codec whose operating
+point is λ, a continuous knob over the model's [λ_min, λ_max].
+
+The encoder snaps λ to a 16-bit index on the log scale,
+``i = round(65535 · (ln λ − ln λ_min) / (ln λ_max − ln λ_min))``, and codes at
+``λ_i = exp(ln λ_min + i/65535 · (ln λ_max − ln λ_min))`` (steps of 0.004 % in λ for the
+1.2–16.64 range). The container's uint16 model id carries i, so the decoder rebuilds m(λ_i)
+from the bytes alone; the range comes from the weights (the modulator's buffers).
+
+Manifest: ``codec = "bench.codecs.variable_rate:VariableRateCodec"``, ``[params] weights =
+"vr.pt"`` (a file in the submission's ``weights_dir``, default ``weights``) and a continuous
+knob ``low = λ_min``, ``high = λ_max``, ``direction = "quality-up"``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.codecs.learned import _MODELS, _NAME, PAD, _bits, _LearnedCodec, _prepare, to_tensor
+from bench.complexity import decoder_bytes, gated_costs, last_forward_costs, parameter_count
+from bench.models.ecg import VARIABLE_RATE_ARCHS, ECGHyperprior, build_variable_rate
+
+LEVELS = 2**16 - 1
+
+
+def lmbda_index(lmbda: float, lo: float, hi: float) -> int:
+    """The 16-bit log-scale index of λ in [lo, hi] (ValueError outside the range)."""
+    t = (math.log(lmbda) - math.log(lo)) / (math.log(hi) - math.log(lo)) if lmbda > 0 else -1.0
+    i = round(t * LEVELS)
+    if not 0 <= i <= LEVELS:
+        raise ValueError(f"λ = {lmbda} is outside the model's range [{lo}, {hi}]")
+    return i
+
+
+def index_lmbda(i: int, lo: float, hi: float) -> float:
+    """The λ an index stands for."""
+    return math.exp(math.log(lo) + i / LEVELS * (math.log(hi) - math.log(lo)))
+
+
+def load_variable_rate(path: Path) -> ECGHyperprior:
+    """A variable-rate model from an exported weight file, ready to code; cached per process
+    by path, size and mtime. Errors name the file."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise ValueError(f"{path}: weight file not found ({e.strerror})") from None
+    key = ("vr-weights", str(path), st.st_size, st.st_mtime_ns)
+    if key in _MODELS:
+        return _MODELS[key]
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        meta, state = obj["meta"], obj["state_dict"]
+        arch, n, m = meta["arch"], int(meta["N"]), int(meta["M"])
+        lo, hi = float(meta["lmbda_min"]), float(meta["lmbda_max"])
+    except Exception as e:  # pickle, zip, torch and missing-field errors all mean the same here
+        raise ValueError(f"{path}: not an exported variable-rate weight file ({type(e).__name__}: {e})") from None
+    if arch not in VARIABLE_RATE_ARCHS:
+        raise ValueError(f"{path}: arch {arch!r} is not variable-rate ({sorted(VARIABLE_RATE_ARCHS)})")
+    try:
+        model = build_variable_rate(arch, n, m, lo, hi)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except (ValueError, RuntimeError, KeyError, AttributeError) as e:
+        raise ValueError(f"{path}: weights do not fit {arch} N={n} M={m} ({e})") from None
+    _MODELS[key] = model = _prepare(model)
+    return model
+
+
+class AtLambda(nn.Module):
+    """A variable-rate model fixed at one λ, with the single-rate interface ``_LearnedCodec``
+    drives (``forward(x)``, ``compress(x)``, ``decompress(strings, shape)``)."""
+
+    def __init__(self, model: ECGHyperprior, lmbda: float) -> None:
+        super().__init__()
+        self.model, self.lmbda = model, lmbda
+
+    def forward(self, x: torch.Tensor) -> dict:
+        return self.model(x, torch.full((x.shape[0],), self.lmbda))
+
+    def compress(self, x: torch.Tensor) -> dict:
+        return self.model.compress(x, self.lmbda)
+
+    def decompress(self, strings: list, shape) -> dict:
+        return self.model.decompress(strings, shape, self.lmbda)
+
+
+class VariableRateCodec(_LearnedCodec):
+    """params: ``weights`` (file name in the weights folder), ``weights_dir`` (default
+    ``weights``). Operating points: λ in [λ_min, λ_max]; the file's model id is λ's index."""
+
+    def __init__(self, params: dict[str, Any], root: Any = None) -> None:
+        super().__init__(params, root)
+        unknown = set(self.params) - {"weights", "weights_dir"}
+        if unknown:
+            raise ValueError(f"unknown param(s) {sorted(unknown)}; known: ['weights', 'weights_dir']")
+        name, wdir = self.params.get("weights"), self.params.get("weights_dir", "weights")
+        parts = wdir.split("/") if isinstance(wdir, str) else [""]
+        if not isinstance(name, str) or not all(_NAME.match(p) for p in [name, *parts]):
+            raise ValueError(f"param 'weights' {name!r} / weights_dir {wdir!r}: a plain file name in a relative "
+                             "folder (letters, digits, '_', '-', '.')")
+        if root is None:
+            raise ValueError("VariableRateCodec needs the submission folder (root) to find its weights")
+        self.root = Path(root).resolve()
+        self.path = (self.root / Path(*parts) / name).resolve()
+        if not self.path.is_relative_to(self.root):
+            raise ValueError(f"weights {self.path} lie outside the submission folder {self.root}")
+        self.model = load_variable_rate(self.path)
+        self.lmbda_min, self.lmbda_max = float(self.model.bm.lmbda_min), float(self.model.bm.lmbda_max)
+
+    def _at(self, i: int) -> AtLambda:
+        return AtLambda(self.model, index_lmbda(i, self.lmbda_min, self.lmbda_max))
+
+    def _for_point(self, point: Any) -> tuple[int, nn.Module]:
+        i = lmbda_index(float(point), self.lmbda_min, self.lmbda_max)
+        return i, self._at(i)
+
+    def _for_id(self, model_id: int) -> nn.Module:
+        return self._at(model_id)        # every uint16 is a λ in range; the CRC vouches for the id
+
+    @torch.no_grad()
+    def measure(self, image: np.ndarray, point: Any, data: bytes) -> dict[str, float]:
+        """The base measures plus this image's effective and dense MACs (encoder: g_a, h_a, h_s;
+        decoder: h_s, g_s), all from one eval-mode forward pass at the coded λ."""
+        i, at = self._for_point(point)
+        out = at(to_tensor(image)[0])
+        self._est[(i, self._image_key(image))] = _bits(out["likelihoods"].values())
+        return super().measure(image, point, data) | last_forward_costs(self.model).totals()
+
+    def complexity(self, point: Any, height: int, width: int) -> dict[str, Any]:
+        """Dense MACs (every channel active; the effective ones depend on the image and come
+        from :meth:`measure`), parameters and decoder bytes (the modulator included)."""
+        hp, wp = height + (-height) % PAD, width + (-width) % PAD
+        key = ("complexity", hp, wp)
+        if key not in self._costs:
+            costs = gated_costs(self.model, torch.zeros(1, 3, hp, wp), self.lmbda_min).totals()
+            self._costs[key] = {"model": 0, "enc_macs": costs["dense_enc_macs"], "dec_macs": costs["dense_dec_macs"],
+                                "params": parameter_count(self.model),
+                                "decoder_bytes": decoder_bytes(self.model.state_dict(), ("bm.",)), "uncounted": []}
+        return self._costs[key]
