@@ -1,5 +1,5 @@
 """The shipped, trained noise_hyperprior base model on real Kodak pixels: odd sizes through the
-padding, bpp over the unpadded pixels, files within 2% of the estimated bits."""
+padding, bpp over the unpadded pixels, files within ±2% of the estimated bits."""
 
 from __future__ import annotations
 
@@ -56,4 +56,4 @@ def test_odd_size_kodak_crop_codes_through_the_padding(sub, tmp_path):
 def test_real_file_within_two_percent_of_the_estimated_bits(sub, tmp_path, name):
     rec = execute(sub, "shipped", Job(Image(name, "0" * 64, _kodak(name)), "base", tmp_path / "k.bin"), threads=2)
     assert rec["x_file_bits"] == rec["bytes"] * 8
-    assert 0 <= rec["x_overhead_pct"] < 2.0, rec["x_overhead_pct"]
+    assert abs(rec["x_overhead_pct"]) < 2.0, rec["x_overhead_pct"]   # the estimate can be above the file too
