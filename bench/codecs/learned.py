@@ -16,7 +16,7 @@ from abc import abstractmethod
 import re
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -204,15 +204,20 @@ class _LearnedCodec(Codec):
 
 
 # --------------------------------------------------------------------------- own models
-def load_weights(path: Path) -> nn.Module:
+def _fixed_rate_model(meta: dict) -> nn.Module:
+    return build_model(meta["arch"], int(meta["N"]), int(meta["M"]))
+
+
+def load_weights(path: Path, build: Callable[[dict], nn.Module] = _fixed_rate_model) -> nn.Module:
     """A model from an exported weight file (``{"state_dict": fp16, "meta": {arch, N, M, ...}}``),
-    ready to code; cached per process by path, size and mtime. Errors name the file."""
+    built by ``build(meta)`` and ready to code; cached per process by path, size and mtime.
+    Errors name the file."""
     path = Path(path)
     try:
         st = path.stat()
     except OSError as e:
         raise ValueError(f"{path}: weight file not found ({e.strerror})") from None
-    key = ("weights", str(path), st.st_size, st.st_mtime_ns)
+    key = ("weights", build.__qualname__, str(path), st.st_size, st.st_mtime_ns)
     if key in _MODELS:
         return _MODELS[key]
     try:
@@ -222,16 +227,15 @@ def load_weights(path: Path) -> nn.Module:
     if not (isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and isinstance(obj.get("meta"), dict)):
         raise ValueError(f"{path}: not an exported weight file (expected a dict with 'state_dict' and 'meta')")
     meta = obj["meta"]
+    what = f"{meta.get('arch')} N={meta.get('N')} M={meta.get('M')}"
     try:
-        arch, n, m = meta["arch"], int(meta["N"]), int(meta["M"])
+        model = build(meta)
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: 'meta' lacks a valid arch/N/M ({e})") from None
+        raise ValueError(f"{path}: 'meta' does not describe a model this codec builds ({type(e).__name__}: {e})") from None
     try:
-        model = build_model(arch, n, m)
-        state = {k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
-        model.load_state_dict(state)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()})
     except (ValueError, RuntimeError, KeyError, AttributeError) as e:
-        raise ValueError(f"{path}: weights do not fit {arch} N={n} M={m} ({e})") from None
+        raise ValueError(f"{path}: weights do not fit {what} ({e})") from None
     _MODELS[key] = model = _prepare(model)
     return model
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.codecs.learned import _MODELS, _NAME, PAD, _bits, _LearnedCodec, _prepare, to_tensor
+from bench.codecs.learned import _NAME, PAD, _bits, _LearnedCodec, load_weights, to_tensor
 from bench.complexity import decoder_bytes, gated_costs, last_forward_costs, parameter_count
 from bench.models.ecg import VARIABLE_RATE_ARCHS, ECGHyperprior, build_variable_rate
 
@@ -43,33 +43,16 @@ def index_lmbda(i: int, lo: float, hi: float) -> float:
     return math.exp(math.log(lo) + i / LEVELS * (math.log(hi) - math.log(lo)))
 
 
+def _variable_rate_model(meta: dict) -> ECGHyperprior:
+    if meta["arch"] not in VARIABLE_RATE_ARCHS:
+        raise ValueError(f"arch {meta['arch']!r} is not variable-rate ({sorted(VARIABLE_RATE_ARCHS)})")
+    return build_variable_rate(meta["arch"], int(meta["N"]), int(meta["M"]), float(meta["lmbda_min"]),
+                               float(meta["lmbda_max"]))
+
+
 def load_variable_rate(path: Path) -> ECGHyperprior:
-    """A variable-rate model from an exported weight file, ready to code; cached per process
-    by path, size and mtime. Errors name the file."""
-    path = Path(path)
-    try:
-        st = path.stat()
-    except OSError as e:
-        raise ValueError(f"{path}: weight file not found ({e.strerror})") from None
-    key = ("vr-weights", str(path), st.st_size, st.st_mtime_ns)
-    if key in _MODELS:
-        return _MODELS[key]
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        meta, state = obj["meta"], obj["state_dict"]
-        arch, n, m = meta["arch"], int(meta["N"]), int(meta["M"])
-        lo, hi = float(meta["lmbda_min"]), float(meta["lmbda_max"])
-    except Exception as e:  # pickle, zip, torch and missing-field errors all mean the same here
-        raise ValueError(f"{path}: not an exported variable-rate weight file ({type(e).__name__}: {e})") from None
-    if arch not in VARIABLE_RATE_ARCHS:
-        raise ValueError(f"{path}: arch {arch!r} is not variable-rate ({sorted(VARIABLE_RATE_ARCHS)})")
-    try:
-        model = build_variable_rate(arch, n, m, lo, hi)
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    except (ValueError, RuntimeError, KeyError, AttributeError) as e:
-        raise ValueError(f"{path}: weights do not fit {arch} N={n} M={m} ({e})") from None
-    _MODELS[key] = model = _prepare(model)
-    return model
+    """A variable-rate model from an exported weight file (its λ range from the meta)."""
+    return load_weights(path, _variable_rate_model)
 
 
 class AtLambda(nn.Module):
