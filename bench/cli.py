@@ -94,7 +94,7 @@ def _differs(bit_identical: str) -> bool:
 def cmd_verify(args) -> int:
     from bench.verify import verify_dataset
 
-    rows = verify_dataset(Path(args.reports), args.dataset)
+    rows = verify_dataset(Path(args.reports), args.dataset, args.submission)
     bad = [r for r in rows if r["files"] != r["images"] or r["bytes_on_disk"] != r["bytes_reported"]
            or r["psnr_diff_db"] > 0.01 or _differs(r["bit_identical"])]
     for r in rows:
@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     ab.set_defaults(fn=cmd_ablation)
     v = sp.add_parser("verify", help="decode every row's bitstreams and recompute its bytes and metrics")
     v.add_argument("--dataset", "-d", default="kodak")
+    v.add_argument("--submission", "-s", action="append", help="only this submission's rows (repeatable)")
     v.add_argument("--reports", default=str(REPORTS_DIR))
     v.set_defaults(fn=cmd_verify)
 

@@ -25,7 +25,7 @@ def _recorded_hashes(dataset_dir: Path) -> dict[tuple, str]:
             for r in rows if r.get("decoded_sha256")}
 
 
-def verify_dataset(reports_dir: Path, dataset: str) -> list[dict]:
+def verify_dataset(reports_dir: Path, dataset: str, submissions: list[str] | None = None) -> list[dict]:
     """One line per ok row of ``reports_dir/<dataset name>/leaderboard.csv``: bytes on disk vs
     reported, PSNR / MS-SSIM recomputed vs reported, decoded fingerprints vs recorded."""
     import torch
@@ -38,7 +38,7 @@ def verify_dataset(reports_dir: Path, dataset: str) -> list[dict]:
         f"cuda ({torch.cuda.get_device_name(0)})"
     out = []
     for row in read_csv(Path(dataset_dir) / "leaderboard.csv"):
-        if row["status"] != "ok":
+        if row["status"] != "ok" or (submissions and row["submission"] not in submissions):
             continue
         folder = Path(row["bitstreams"])
         folder = folder if folder.is_absolute() else REPO_ROOT / folder
@@ -60,7 +60,7 @@ def verify_dataset(reports_dir: Path, dataset: str) -> list[dict]:
             if not math.isnan(m["msssim"]):
                 ms_weighted += m["msssim"] * orig.shape[0] * orig.shape[1]
                 pixels += orig.shape[0] * orig.shape[1]
-        psnr = psnr_from_mse(sse / values)
+        psnr = psnr_from_mse(sse / values) if values else math.nan   # no files: reported as a mismatch
         ms = ms_weighted / pixels if pixels else math.nan
         out.append({"submission": row["submission"], "target_bpp": row["target_bpp"], "mode": row["mode"],
                     "files": len(files), "images": int(row["images"]),
@@ -74,6 +74,13 @@ def verify_dataset(reports_dir: Path, dataset: str) -> list[dict]:
     return out
 
 
+def _diff(value: str) -> str:
+    try:
+        return f"{float(value):.4f}"
+    except ValueError:
+        return "no files"
+
+
 def verify_html(csv_path: Path) -> str:
     """verify.csv as an HTML fragment for the dataset's report page."""
     import html
@@ -82,7 +89,7 @@ def verify_html(csv_path: Path) -> str:
     body = "".join(
         f"<tr><td>{html.escape(r['submission'])}</td><td>{html.escape(r['mode'])}</td><td>{r['target_bpp']}</td>"
         f"<td>{r['files']}/{r['images']}</td><td>{'yes' if r['bytes_on_disk'] == r['bytes_reported'] else 'NO'}</td>"
-        f"<td>{float(r['psnr_diff_db']):.4f}</td><td>{html.escape(r.get('bit_identical') or 'not recorded')}</td>"
+        f"<td>{_diff(r['psnr_diff_db'])}</td><td>{html.escape(r.get('bit_identical') or 'not recorded')}</td>"
         f"<td>{html.escape(r.get('run_device') or '')}</td><td>{html.escape(r.get('verify_device') or '')}</td></tr>"
         for r in rows)
     return ("<p>Every ok row decoded again from its files by <code>python -m bench verify</code>, in a new process: "

@@ -187,7 +187,7 @@ def _best_mask(values: pd.Series, ok: pd.Series, how: str) -> pd.Series:
     if vals.dropna().nunique() < 2:  # one value, or all tied: nothing stands out
         return pd.Series(False, index=values.index)
     target = vals.max() if how == "max" else vals.min()
-    return vals.eq(target)
+    return vals.eq(target).fillna(False).astype(bool)   # nullable columns: missing is not best
 
 
 def _mode(values: Iterable) -> object:
