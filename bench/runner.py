@@ -48,6 +48,13 @@ class Job:
     path: Path    # where the bitstream goes (relative to the repo: see Runner)
 
 
+def device_label(threads: int) -> str:
+    """Where a timing or a decode ran: ``cpu (N threads)`` or ``cuda (<GPU name>)``."""
+    import torch
+
+    return f"cpu ({threads} threads)" if not torch.cuda.is_available() else f"cuda ({torch.cuda.get_device_name(0)})"
+
+
 def decoded_hash(pixels: np.ndarray) -> str:
     """Fingerprint of a decoded image: ``bench verify`` decodes again in another process and
     compares, which checks that decoding is bit-exact, not only close."""
@@ -82,8 +89,7 @@ def execute(sub: Submission, content_hash: str, job: Job, threads: int = 1) -> d
         "submission": sub.name, "content_hash": content_hash, "image_id": img.id, "image_sha256": img.sha256,
         "height": img.height, "width": img.width, "point": job.point, "point_key": point_key(job.point),
         "bytes": len(on_disk), "bpp": len(on_disk) * 8 / img.num_pixels, "file": str(job.path),
-        "enc_s": enc_s, "dec_s": dec_s, "device": f"cpu ({threads} threads)" if not torch.cuda.is_available()
-        else f"cuda ({torch.cuda.get_device_name(0)})",
+        "enc_s": enc_s, "dec_s": dec_s, "device": device_label(threads),
         "decoded_sha256": decoded_hash(decoded),
     }
     rec |= image_metrics(img.pixels, decoded)

@@ -14,7 +14,7 @@ from bench.data import open_dataset
 from bench.metrics import image_metrics, msssim_db, psnr_from_mse
 from bench.paths import REPO_ROOT
 from bench.results import read_csv, write_csv
-from bench.runner import decoded_hash
+from bench.runner import decoded_hash, device_label
 from bench.submission import get_submission
 
 
@@ -34,8 +34,7 @@ def verify_dataset(reports_dir: Path, dataset: str, submissions: list[str] | Non
     dataset_dir = Path(reports_dir) / ds.name
     originals = {im.id: im for im in ds.images()}
     recorded = _recorded_hashes(dataset_dir)
-    device = f"cpu ({torch.get_num_threads()} threads)" if not torch.cuda.is_available() else \
-        f"cuda ({torch.cuda.get_device_name(0)})"
+    device = device_label(torch.get_num_threads())
     out = []
     for row in read_csv(Path(dataset_dir) / "leaderboard.csv"):
         if row["status"] != "ok" or (submissions and row["submission"] not in submissions):

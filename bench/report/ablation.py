@@ -4,7 +4,7 @@ second against the first, and both submissions' leaderboard rows at the CLIC tar
 
 Everything comes from the runs' stored files (``runs/<name>/rd.csv`` and ``rows.csv``), so the
 table is only as fresh as the last ``bench run`` of each. Outputs
-``reports/<dataset>/ablation_<a>_vs_<b>.{csv,md}``; the HTML report shows them.
+``reports/<dataset>/ablation_<a>_vs_<b>.{csv,json,md}``; the HTML report shows them.
 """
 
 from __future__ import annotations

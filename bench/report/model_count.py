@@ -22,7 +22,7 @@ import pandas as pd
 from bench.metrics import aggregate
 from bench.paths import REPORTS_DIR, SUBMISSIONS_DIR
 from bench.ratecontrol import rate_control
-from bench.runner import Runner, point_key
+from bench.runner import Runner
 from bench.submission import get_submission
 
 COLUMNS = ["submission", "dataset", "target_bpp", "models", "subset", "status", "bpp", "msssim", "msssim_db",
@@ -55,10 +55,10 @@ def model_count_table(submission: str, dataset: str, targets: Sequence[float], c
             points = replace(sub.points, points=tuple(subset))
             for sel in rate_control(pixels, points, runner.evaluate, targets, mode="clic", objective=objective):
                 row = {"submission": sub.name, "dataset": ds.name, "target_bpp": sel.target_bpp, "models": k,
-                       "subset": " ".join(point_key(p) for p in subset), "status": sel.status}
+                       "subset": " ".join(str(p) for p in subset), "status": sel.status}
                 if sel.status == "ok":
                     agg = aggregate(list(sel.chosen.values()))
-                    used = sorted({point_key(r["point"]) for r in sel.chosen.values()}, key=row["subset"].split().index)
+                    used = sorted({str(r["point"]) for r in sel.chosen.values()}, key=row["subset"].split().index)
                     row |= {"bpp": agg.bpp, "msssim": agg.msssim, "msssim_db": agg.msssim_db, "psnr": agg.psnr,
                             "models_used": " ".join(used)}
                 cur = best.get(sel.target_bpp)
