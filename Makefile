@@ -10,7 +10,7 @@ JOBS ?= 1
 BACKEND ?= joblib
 SCHEDULER ?=
 
-.PHONY: setup bench test train report list benchmark load regress ablation
+.PHONY: setup bench test train report list benchmark load regress ablation gating
 
 setup: .venv/.installed
 
@@ -45,6 +45,10 @@ A ?= noise_hyperprior
 B ?= sth_hyperprior
 ablation: setup  ## native-rate table + BD-rate of B vs A; reports/$(DATASET)/ablation_A_vs_B.*
 	$(PY) -m bench ablation $(A) $(B) --dataset $(DATASET)
+
+# gating: the ECG seed's table, gated vs dense variable-rate model at 8 λ (codes through the runs' caches)
+gating: setup  ## ECG vs BM: quality drop, MAC reduction, sparsity, unused weights; reports/$(DATASET)/gating_*
+	$(PY) -m bench gating ecg_hyperprior bm_hyperprior --dataset $(DATASET)
 
 report: setup
 	$(PY) -m bench report

@@ -136,6 +136,20 @@ def cmd_ablation(args) -> int:
     return 0
 
 
+def cmd_gating(args) -> int:
+    from bench.data import open_dataset
+    from bench.report import build_report
+    from bench.report.gating import gating_table, to_markdown, write_gating
+
+    dataset_dir = Path(args.reports) / open_dataset(args.dataset).name
+    res = gating_table(args.gated, args.dense, args.dataset, args.lambdas, args.limit, Path(args.reports))
+    print(to_markdown(res))
+    for path in write_gating(res, dataset_dir):
+        print(f"wrote {path}")
+    build_report(dataset_dir)
+    return 0
+
+
 def cmd_train(args) -> int:
     if not (args.submission or args.recipe):
         raise SystemExit("error: give --submission NAME or --recipe PATH")
@@ -217,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--dataset", "-d", default="kodak")
     ab.add_argument("--reports", default=str(REPORTS_DIR))
     ab.set_defaults(fn=cmd_ablation)
+    ga = sp.add_parser("gating", help="gated (ECG) vs dense variable-rate model at n λ: quality drop, MAC "
+                                      "reduction, sparsity per layer, unused weights, masked vs gathered decode time")
+    ga.add_argument("gated", nargs="?", default="ecg_hyperprior")
+    ga.add_argument("dense", nargs="?", default="bm_hyperprior")
+    ga.add_argument("--dataset", "-d", default="kodak")
+    ga.add_argument("--lambdas", type=int, default=8, help="how many λ, evenly spaced in log λ")
+    ga.add_argument("--limit", type=int, help="only the first N images")
+    ga.add_argument("--reports", default=str(REPORTS_DIR))
+    ga.set_defaults(fn=cmd_gating)
     v = sp.add_parser("verify", help="decode every row's bitstreams and recompute its bytes and metrics")
     v.add_argument("--dataset", "-d", default="kodak")
     v.add_argument("--submission", "-s", action="append", help="only this submission's rows (repeatable)")

@@ -7,6 +7,8 @@ of them. Operating points are either a discrete list of labels or a continuous k
 
 from __future__ import annotations
 
+import math
+
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +31,9 @@ class OperatingPoints:
     ``kind="discrete"``: ``points`` lists the labels, ordered from lowest to highest rate.
     ``kind="continuous"``: a knob in ``[low, high]``; ``rate_increases`` says whether a larger
     value gives more bits (quality ↑) or fewer (e.g. JPEG XL's distance); ``integer`` knobs are
-    rounded; ``grid`` is how many evenly spaced values the first sweep encodes.
+    rounded; ``grid`` is how many evenly spaced values the first sweep encodes, and ``log``
+    spaces them (and the bisection's midpoints) evenly in log(value), for knobs such as λ
+    whose rate moves with their logarithm.
     """
 
     kind: str
@@ -39,13 +43,21 @@ class OperatingPoints:
     rate_increases: bool = True
     integer: bool = False
     grid: int = 8
+    log: bool = False
 
     def initial(self) -> list[Any]:
         """The first sweep: every discrete point, or ``grid`` values across the knob's range."""
         if self.kind == "discrete":
             return list(self.points)
-        vals = np.linspace(self.low, self.high, self.grid)
+        vals = (np.geomspace if self.log else np.linspace)(self.low, self.high, self.grid)
         return sorted({self.snap(v) for v in vals})
+
+    def midpoint(self, a: Any, b: Any) -> Any | None:
+        """The snapped knob value halfway between ``a`` and ``b`` (geometric mean on a log
+        knob), or None when they are adjacent."""
+        mid = math.sqrt(float(a) * float(b)) if self.log else (float(a) + float(b)) / 2
+        m = self.snap(mid)
+        return None if m in (a, b) else m
 
     def snap(self, value: float) -> float | int:
         """A knob value as the codec receives it (rounded for integer knobs, clipped to range)."""

@@ -173,12 +173,6 @@ def _floor_bytes(target: float, pixels: int) -> int:
     return math.floor(Fraction(str(target)) * pixels / 8)
 
 
-def _midpoint(points: OperatingPoints, a: Any, b: Any) -> Any | None:
-    """The snapped knob value halfway between ``a`` and ``b``, or None when they are adjacent."""
-    m = points.snap((float(a) + float(b)) / 2)
-    return None if m in (a, b) else m
-
-
 def _bisect_point(points: OperatingPoints, evaluated: list[Any], fits: Callable[[Any], bool]) -> Any | None:
     """The next point to try: halfway from the highest-rate point that fits to the evaluated
     point just above it in rate (which does not fit); None when nothing is left to bisect."""
@@ -186,7 +180,7 @@ def _bisect_point(points: OperatingPoints, evaluated: list[Any], fits: Callable[
     ok = [i for i, p in enumerate(ordered) if fits(p)]
     if not ok or ok[-1] == len(ordered) - 1:
         return None
-    return _midpoint(points, ordered[ok[-1]], ordered[ok[-1] + 1])
+    return points.midpoint(ordered[ok[-1]], ordered[ok[-1] + 1])
 
 
 def _bisect_rounds(points: OperatingPoints, refine_rounds: int) -> float:
@@ -210,7 +204,7 @@ def _clic_per_image(ev: _Evaluations, points: OperatingPoints, budget: int, obje
             knobs = sorted(ev.records[img])
             k = knobs.index(c.point)
             for nb in knobs[max(k - 1, 0):k] + knobs[k + 1:k + 2]:
-                m = _midpoint(points, c.point, nb)
+                m = points.midpoint(c.point, nb)
                 if m is not None:  # strictly between adjacent evaluated points, so new
                     new.append((img, m))
         if not new:

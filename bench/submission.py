@@ -137,11 +137,17 @@ def parse_points(table: Any, where: str) -> OperatingPoints:
         if not 2 <= grid <= MAX_GRID:
             raise SubmissionError(f"{where}: field 'operating_points.grid' must be 2..{MAX_GRID}, got {grid}")
         _expect(table.get("integer", False), bool, where, "operating_points.integer")
-        unknown = set(table) - {"kind", "low", "high", "direction", "integer", "grid"}
+        scale = table.get("scale", "linear")
+        if scale not in ("linear", "log"):
+            raise SubmissionError(f"{where}: field 'operating_points.scale' must be 'linear' or 'log', got {scale!r}")
+        if scale == "log" and not table["low"] > 0:
+            raise SubmissionError(f"{where}: a knob with scale = 'log' needs low > 0, got {table['low']}")
+        unknown = set(table) - {"kind", "low", "high", "direction", "integer", "grid", "scale"}
         if unknown:
             raise SubmissionError(f"{where}: unknown field(s) {sorted('operating_points.' + u for u in unknown)}")
         return OperatingPoints("continuous", (), float(table["low"]), float(table["high"]),
-                               direction == "quality-up", bool(table.get("integer", False)), max(grid, 2))
+                               direction == "quality-up", bool(table.get("integer", False)), max(grid, 2),
+                               scale == "log")
     raise SubmissionError(f"{where}: field 'operating_points.kind' must be 'discrete' or 'continuous', got {kind!r}")
 
 

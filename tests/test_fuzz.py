@@ -154,37 +154,38 @@ def null_fields(data: bytes) -> list[Mutation]:
 
 
 def lic_fields(data: bytes) -> list[Mutation]:
-    """The learned container (bench/container.py): each field raw (the CRC catches it) and
-    forged with a fixed-up CRC (the structural checks must); payload flips with a forged CRC
-    are valid files by construction and may decode to an image."""
+    """The learned container (bench/container.py): each header field rewritten with the CRC
+    left as it was (the CRC catches it) and fixed up (the structural checks must); payload
+    flips with a forged CRC are valid files by construction and may decode to an image."""
     from bench.container import unpack
+    from tests.lic_forge import forge, with_crc
 
     c = unpack(data)
     z_len, y_len = (len(s) for s in c.streams)
-    pos_shape = 19 + 4 * len(c.streams) + 1
-    header = pos_shape + 2 * len(c.shape)
-
-    def forge(d: bytes) -> bytes:
-        return d[:4] + struct.pack(">I", zlib.crc32(d[8:])) + d[8:]
-    fields = [("model id 9", _put(data, 8, ">H", 9)), ("model id 65535", _put(data, 8, ">H", 65535)),
-              ("height 0", _put(data, 10, ">I", 0)), ("height 2^32-1", _put(data, 10, ">I", 2**32 - 1)),
-              ("width 2^16+1", _put(data, 14, ">I", 2**16 + 1)), ("height +64", _put(data, 10, ">I", c.height + 64)),
-              ("streams 0", _put(data, 18, ">B", 0)), ("streams 3", _put(data, 18, ">B", 3)),
-              ("streams 255", _put(data, 18, ">B", 255)),
-              ("z length past end", _put(data, 19, ">I", z_len + 1000)),
-              ("y length past end", _put(data, 23, ">I", 0xFFFFFFFF)),
-              ("z length 0", _put(data, 19, ">I", 0)), ("y length -1", _put(data, 23, ">I", y_len - 1)),
-              ("dims 0", _put(data, pos_shape - 1, ">B", 0)), ("dims 5", _put(data, pos_shape - 1, ">B", 5)),
-              ("shape 9", _put(data, pos_shape, ">H", 9)), ("shape 0", _put(data, pos_shape, ">H", 0)),
-              ("shape 65535", _put(data, pos_shape + 2, ">H", 65535))]
-    out = [(name, d, RAISE) for name, d in fields]
-    out += [(f"forged crc: {name}", forge(d), RAISE) for name, d in fields]
-    out += [(f"version {v}", _put(data, 3, ">B", v), RAISE) for v in (0, 2, 255)]
-    out += [("forged crc: streams swapped", forge(_put(_put(data, 19, ">I", y_len), 23, ">I", z_len)), IMAGE)]
+    fields = [("model id 9", {"model_id": 9}), ("model id 65535", {"model_id": 65535}),
+              ("model id 2^16", {"model_id": 2**16}), ("model id overlong", {"model_id": b"\x80\x00"}),
+              ("height 0", {"height": 0}), ("height 2^32-1", {"height": 2**32 - 1}),
+              ("width 2^16+1", {"width": 2**16 + 1}),
+              ("width endless varint", {"width": b"\xff" * 40}),
+              ("streams 0", {"n_streams": 0, "lengths": []}), ("streams 3", {"n_streams": 3}),
+              ("streams 255", {"n_streams": 255}),
+              ("z length past end", {"lengths": [z_len + 1000, y_len]}),
+              ("y length past end", {"lengths": [z_len, 2**32 - 1]}),
+              ("z length 0", {"lengths": [0, y_len]}), ("y length -1", {"lengths": [z_len, y_len - 1]}),
+              ("one stream", {"n_streams": 1, "lengths": [z_len + y_len]})]
+    out = [(name, forge(data, fix_crc=False, **f), RAISE) for name, f in fields]
+    out += [(f"forged crc: {name}", forge(data, **f), RAISE) for name, f in fields]
+    out += [(f"version {v}", _put(data, 3, ">B", v), RAISE) for v in (0, 1, 3, 255)]
+    # valid files by construction: the decoder cannot tell them from real ones (the latent
+    # shape follows from the size, and rANS does not know where its stream should end)
+    out += [("forged crc: streams swapped", forge(data, lengths=[y_len, z_len]), IMAGE),
+            ("forged crc: height +64", forge(data, height=c.height + 64), IMAGE),
+            ("height +64", forge(data, height=c.height + 64, fix_crc=False), RAISE)]
     rng = np.random.default_rng(SEED)
-    for k in rng.integers(header, len(data), 12):
-        out.append((f"forged crc: payload bit @{k}", forge(_flip(data, int(k) * 8 + int(rng.integers(8)))), IMAGE))
-    out.append(("forged crc: random payload", forge(data[:header] + rng.bytes(len(data) - header)), IMAGE))
+    for k in rng.integers(c.header_size, len(data), 12):
+        out.append((f"forged crc: payload bit @{k}", with_crc(_flip(data, int(k) * 8 + int(rng.integers(8)))), IMAGE))
+    out.append(("forged crc: random payload", with_crc(data[:c.header_size] + rng.bytes(len(data) - c.header_size)),
+                IMAGE))
     return out
 
 

@@ -4,10 +4,8 @@ the compressai zoo wrapper and weight-file errors. Small untrained models only (
 from __future__ import annotations
 
 import math
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +16,15 @@ from PIL import Image as PILImage
 import bench.codecs.learned as learned
 import bench.train.loop as loop
 from bench.codec import BitstreamError
-from bench.codecs.learned import HyperpriorCodec, ZooCodec, to_image, to_tensor
-from bench.container import VERSION, header_size, pack, unpack
+from bench.codecs.learned import HyperpriorCodec, ZooCodec, latent_shape, to_image, to_tensor
+from bench.container import VERSION, header_size, pack, unpack, uvarint
 from bench.data import Image
 from bench.models.hyperprior import build_model, hard_forward
 from bench.runner import Job, execute
 from bench.submission import SubmissionError, load_manifest
 from bench.train.recipe import DataSpec, LossSpec, ModelSpec, Recipe, RunSpec
 from tests.conftest import kodak_crop
+from tests.lic_forge import forge
 
 HERE = Path(__file__).resolve().parent
 ODD = (200, 100, 267, 145)          # a 67 (wide) × 45 (high) Kodak crop
@@ -102,12 +101,26 @@ def odd_bits(codec) -> tuple[np.ndarray, bytes]:
 
 # --------------------------------------------------------------------------- container
 def test_container_roundtrip_and_header_size():
-    data = pack(3, 45, 67, [b"zz", b"yyyy"], (1, 2))
-    assert len(data) == header_size(2, 2) + 6 == 38
+    data = pack(3, 45, 67, [b"zz", b"yyyy"])
+    assert len(data) == header_size(3, 45, 67, [2, 4]) + 6 == 8 + 6 + 6
     c = unpack(data)
-    assert (c.model_id, c.height, c.width, c.streams, c.shape) == (3, 45, 67, (b"zz", b"yyyy"), (1, 2))
-    with pytest.raises(ValueError):
-        pack(0, 0, 67, [b"z", b"y"], (1, 2))
+    assert (c.model_id, c.height, c.width, c.streams, c.header_size) == (3, 45, 67, (b"zz", b"yyyy"), 14)
+    # a Kodak-sized file at 0.075 bpp: 18 bytes of header (version 1 had 32)
+    assert header_size(0, 512, 768, [150, 3500]) == 18
+    big = pack(2**16 - 1, 2**16, 2**16, [b"z" * 200, b"y" * 20000])
+    assert unpack(big).model_id == 2**16 - 1 and unpack(big).streams[1] == b"y" * 20000
+    for bad in [(0, 0, 67), (2**16, 45, 67), (0, 45, 2**16 + 1)]:
+        with pytest.raises(ValueError):
+            pack(*bad, [b"z", b"y"])
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 16383, 16384, 2**16, 2**32 - 1])
+def test_varints_are_minimal_and_read_back(value):
+    from bench.container import _read_uvarint
+
+    raw = uvarint(value)
+    assert len(raw) == max(1, -(-value.bit_length() // 7))
+    assert _read_uvarint(raw + b"x", 0, "v", 2**32 - 1) == (value, len(raw))
 
 
 # --------------------------------------------------------------------------- round trip
@@ -124,7 +137,7 @@ def test_odd_size_roundtrip_matches_encoder_reconstruction(codec, odd_bits, tmp_
     assert np.array_equal(out, ref)
     assert not np.array_equal(out, codec.decode(codec.encode(img, "ms")))   # the id picks the model
     c = unpack(data)
-    assert (c.model_id, c.height, c.width, c.shape) == (0, 45, 67, (1, 2))
+    assert (c.model_id, c.height, c.width) == (0, 45, 67)
     # the runner rates the unpadded pixels: bytes × 8 / (67 × 45)
     sub = load_manifest(codec.root / "submission.toml")
     rec = execute(sub, "test", Job(Image("crop", "0" * 64, img), "base", tmp_path / "crop.bin"), threads=1)
@@ -146,42 +159,41 @@ def test_decode_is_identical_in_another_process(codec, odd_bits, tmp_path):
 
 
 # --------------------------------------------------------------------------- corruption
-def _forge(data: bytes, offset: int, new: bytes) -> bytes:
-    """Overwrite bytes after the CRC field and recompute the CRC, so only the codec's own
-    checks can catch the change."""
-    body = bytearray(data[8:])
-    body[offset - 8: offset - 8 + len(new)] = new
-    return data[:4] + struct.pack(">I", zlib.crc32(bytes(body))) + bytes(body)
-
-
 def _flip(data: bytes, pos: int) -> bytes:
     return data[:pos] + bytes([data[pos] ^ 0x08]) + data[pos + 1:]
 
 
 def _corruptions(data: bytes) -> dict[str, tuple[bytes, str]]:
+    """Bad files and the error each must raise; ``forge`` fixes the CRC up, so only the
+    container's and the codec's structural checks can catch those."""
     c = unpack(data)
-    hdr = header_size(2, 2)
+    hdr = c.header_size
     z_len, y_len = map(len, c.streams)
     return {
         "bit in y": (_flip(data, hdr + z_len + y_len // 2), "CRC32 mismatch"),
         "bit in z": (_flip(data, hdr + z_len // 2), "CRC32 mismatch"),
-        "bit in height": (_flip(data, 13), "CRC32 mismatch"),
+        "bit in height": (_flip(data, 9), "CRC32 mismatch"),
         "truncated by 1": (data[:-1], "past the end"),
-        "truncated header": (data[:29], "truncated inside the header"),
+        "truncated header": (data[:hdr - 1], "truncated inside the header"),
         "too short": (data[:5], "too short"),
         "empty": (b"", "too short"),
         "wrong magic": (b"JPG" + data[3:], "magic"),
-        "wrong version": (data[:3] + bytes([VERSION + 1]) + data[4:], "unknown LIC container version"),
-        "length past end": (data[:19] + struct.pack(">I", z_len + 1000) + data[23:], "past the end"),
+        "wrong version": (data[:3] + bytes([VERSION + 1]) + data[4:], "reads version 2 only"),
+        "version 1 file": (data[:3] + bytes([1]) + data[4:], "re-encode"),
+        "length past end": (forge(data, lengths=[z_len + 1000, y_len], fix_crc=False), "past the end"),
         "trailing bytes": (data + b"\x00", "trailing bytes"),
-        "unknown model id": (_forge(data, 8, struct.pack(">H", 7)), "unknown model id 7"),
-        "zero height": (_forge(data, 10, struct.pack(">I", 0)), "implausible image size"),
-        "huge width": (_forge(data, 14, struct.pack(">I", 2**16 + 1)), "implausible image size"),
-        "shape mismatch": (_forge(data, 28, struct.pack(">H", 9)), "latent shape"),
+        "unknown model id": (forge(data, model_id=7), "unknown model id 7"),
+        "model id 2^16": (forge(data, model_id=2**16), "model id .* above 65535"),
+        "overlong varint": (forge(data, height=b"\xad\x00"), "not minimally encoded"),
+        "endless varint": (forge(data, width=b"\xff" * 12), "exceeds"),
+        "zero height": (forge(data, height=0), "implausible image size"),
+        "huge width": (forge(data, width=2**16 + 1), "implausible image size"),
+        "no streams": (forge(data, n_streams=0, lengths=[]), "declares 0 streams"),
+        "one stream": (forge(data, n_streams=1, lengths=[z_len + y_len]), "expected 2 streams"),
     }
 
 
-@pytest.mark.parametrize("case", list(_corruptions(pack(0, 45, 67, [b"z" * 40, b"y" * 300], (1, 2)))))
+@pytest.mark.parametrize("case", list(_corruptions(pack(0, 45, 67, [b"z" * 40, b"y" * 300]))))
 def test_bad_bitstreams_raise_before_any_decoder(codec, odd_bits, monkeypatch, case):
     _, data = odd_bits
     bad, message = _corruptions(data)[case]
@@ -202,12 +214,12 @@ def test_compressai_decodes_a_corrupted_stream_silently(codec, odd_bits):
     y_bad[len(y) // 2] ^= 0x08
     model = codec.models[0]
     with torch.no_grad():
-        clean = model.decompress([[y], [z]], c.shape)["x_hat"]
-        wrong = model.decompress([[bytes(y_bad)], [z]], c.shape)["x_hat"]   # no exception
+        clean = model.decompress([[y], [z]], latent_shape(45, 67))["x_hat"]
+        wrong = model.decompress([[bytes(y_bad)], [z]], latent_shape(45, 67))["x_hat"]   # no exception
     assert wrong.shape == clean.shape and torch.isfinite(wrong).all()
     assert not torch.equal(wrong, clean)
     with pytest.raises(BitstreamError, match="CRC32"):
-        codec.decode(_flip(data, header_size(2, 2) + len(z) + len(y) // 2))
+        codec.decode(_flip(data, c.header_size + len(z) + len(y) // 2))
 
 
 # --------------------------------------------------------------------------- rate estimate
@@ -233,11 +245,11 @@ def test_est_bits_come_from_encode_and_match_the_file(codec, name):
         hook.remove()
     assert m["file_bits"] == len(data) * 8
     assert m["overhead_pct"] == pytest.approx(100 * (m["file_bits"] - m["est_bits"]) / m["est_bits"])
-    # Measured (128×192, ~0.4 bpp): payload within -1.9..+1.5 % of the estimate, the 32-byte header
-    # adds ~2.5 %, total 0.5..4.9 %. The rANS coder rounds scales up to a 64-level table and
-    # codes tails with escape codes, so the payload can land a little on either side of the
-    # model's own −log2 likelihood; ±5 % for the payload and −5..10 % in all is the bound.
-    payload = m["file_bits"] - header_size(2, 2) * 8
+    # Measured with version 1 (128×192, ~0.4 bpp): payload within -1.9..+1.5 % of the estimate,
+    # the header added ~2.5 %. The rANS coder rounds scales up to the next table scale and codes
+    # tails with escape codes, so the payload can land a little on either side of the model's
+    # own −log2 likelihood; ±5 % for the payload and −5..10 % in all is the bound.
+    payload = m["file_bits"] - unpack(data).header_size * 8
     assert abs(100 * (payload - m["est_bits"]) / m["est_bits"]) < 5
     assert -5 < m["overhead_pct"] < 10
 
@@ -287,7 +299,7 @@ def test_zoo_random_weights_code_for_real(monkeypatch):
     after = ZooCodec({"arch": "bmshj2018-hyperprior", "pretrained": False})._load(1).state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     with pytest.raises(BitstreamError, match="unknown model id 9"):
-        codec.decode(_forge(data, 8, struct.pack(">H", 9)))
+        codec.decode(forge(data, model_id=9))
     with pytest.raises(ValueError, match="quality"):
         codec.encode(img, 9)
 

@@ -208,6 +208,26 @@ def test_refinement_adds_midpoints_on_both_sides_of_the_choice():
     assert sel.status == "ok" and sel.chosen["img03"]["bytes"] * 8 <= 0.1 * images["img03"]
 
 
+def test_log_knob_sweeps_and_bisects_in_log_space():
+    """λ-like knobs: the grid is geometric and the refinement's midpoints are geometric means,
+    so the low-rate end (0.55…2) gets as many points as the high-rate end (8…16)."""
+    knob = OperatingPoints("continuous", low=0.5, high=16.0, grid=6, log=True)
+    assert knob.initial() == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+    assert knob.midpoint(1.0, 4.0) == 2.0 and FLOAT_KNOB.midpoint(0.25, 0.75) == 0.5
+    assert knob.midpoint(1.0, 1.000001) is None
+
+    def log_rate(img, lam):       # rate grows with log λ, as a variable-rate model's does
+        return float_rate(img, math.log(lam / 0.5) / math.log(32))
+    images = dict(list(PIXELS.items())[:4])
+    evaluate, calls = synthetic(log_rate)
+    sel = rate_control(images, knob, evaluate, [0.05])[0]
+    assert sel.status == "ok"
+    grid = knob.initial()
+    geometric = {knob.snap(math.sqrt(a * b)) for a, b in zip(grid, grid[1:])}
+    new = {q for _, q in calls[1]}          # the first refinement round: midpoints of grid neighbours
+    assert new and new <= geometric
+
+
 def test_integer_knob_stops_refining_at_adjacent_points():
     evaluate, calls = synthetic(int_rate)
     rate_control(PIXELS, OperatingPoints("continuous", low=1, high=8, integer=True, grid=8), evaluate, [0.02, 0.03])

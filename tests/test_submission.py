@@ -38,6 +38,8 @@ def test_all_shipped_manifests_are_valid_and_listed():
     (GOOD.replace("high = 100", "high = -1"), "operating_points.low"),
     (GOOD + '[rate_control]\npolicy = "random"\n', "rate_control.policy"),
     (GOOD.replace('name = "{name}"', "name = 3"), "name"),
+    (GOOD.replace('kind = "continuous"', 'kind = "continuous"\nscale = "cubic"'), "operating_points.scale"),
+    (GOOD.replace('kind = "continuous"', 'kind = "continuous"\nscale = "log"'), "low > 0"),
 ])
 def test_bad_manifest_names_the_offending_field(tmp_path, text, field):
     path = write(tmp_path, "sub", text.replace("{name}", "sub"))

@@ -1,11 +1,12 @@
 """One variable-rate model (``ecg_hyperprior`` / ``bm_hyperprior``) as a codec whose operating
 point is λ, a continuous knob over the model's [λ_min, λ_max].
 
-The encoder snaps λ to a 16-bit index on the log scale,
-``i = round(65535 · (ln λ − ln λ_min) / (ln λ_max − ln λ_min))``, and codes at
-``λ_i = exp(ln λ_min + i/65535 · (ln λ_max − ln λ_min))`` (steps of 0.004 % in λ for the
-1.2–16.64 range). The container's uint16 model id carries i, so the decoder rebuilds m(λ_i)
-from the bytes alone; the range comes from the weights (the modulator's buffers).
+The encoder snaps λ to a 14-bit index on the log scale,
+``i = round(16383 · (ln λ − ln λ_min) / (ln λ_max − ln λ_min))``, and codes at
+``λ_i = exp(ln λ_min + i/16383 · (ln λ_max − ln λ_min))`` (steps of 0.02 % in λ for the
+0.55–16.64 range). The container's model id carries i (a 2-byte varint), so the decoder
+rebuilds m(λ_i) from the bytes alone; the range comes from the weights (the modulator's
+buffers).
 
 Manifest: ``codec = "bench.codecs.variable_rate:VariableRateCodec"``, ``[params] weights =
 "vr.pt"`` (a file in the submission's ``weights_dir``, default ``weights``) and a continuous
@@ -22,15 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.codec import BitstreamError
 from bench.codecs.learned import _NAME, PAD, _bits, _LearnedCodec, load_weights, to_tensor
 from bench.complexity import decoder_bytes, gated_costs, last_forward_costs, parameter_count
 from bench.models.ecg import VARIABLE_RATE_ARCHS, ECGHyperprior, build_variable_rate
 
-LEVELS = 2**16 - 1
+LEVELS = 2**14 - 1
 
 
 def lmbda_index(lmbda: float, lo: float, hi: float) -> int:
-    """The 16-bit log-scale index of λ in [lo, hi] (ValueError outside the range)."""
+    """The 14-bit log-scale index of λ in [lo, hi] (ValueError outside the range)."""
     t = (math.log(lmbda) - math.log(lo)) / (math.log(hi) - math.log(lo)) if lmbda > 0 else -1.0
     i = round(t * LEVELS)
     if not 0 <= i <= LEVELS:
@@ -104,7 +106,9 @@ class VariableRateCodec(_LearnedCodec):
         return i, self._at(i)
 
     def _for_id(self, model_id: int) -> nn.Module:
-        return self._at(model_id)        # every uint16 is a λ in range; the CRC vouches for the id
+        if model_id > LEVELS:
+            raise BitstreamError(f"λ index {model_id} in the header is above {LEVELS}: corrupted file")
+        return self._at(model_id)        # the CRC vouches for the id
 
     @torch.no_grad()
     def measure(self, image: np.ndarray, point: Any, data: bytes) -> dict[str, float]:

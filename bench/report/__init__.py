@@ -6,7 +6,9 @@ incomplete ones, which the page names), and rewrites the outputs next to ``runs/
     from bench.report import build_report
     paths = build_report(Path("reports/kodak"))   # {"leaderboard_csv", "per_image_csv", "html", "rd_msssim", "rd_psnr"}
 
-A ``model_count.csv`` beside ``runs/`` (``bench model-count``) becomes a section. Later sections (ablations, regressions) pass ``extra_sections=[(title, html_fragment), ...]``;
+A ``model_count.csv`` beside ``runs/`` (``bench model-count``), ``ablation_*.md`` (``bench
+ablation``), ``gating_*.md`` (``bench gating``) and ``verify.csv`` (``bench verify``) become
+sections. Callers add their own with ``extra_sections=[(title, html_fragment), ...]``;
 fragments are trusted HTML and are placed at the end of the page in order.
 """
 
@@ -32,7 +34,7 @@ def build_report(dataset_dir: Path, extra_sections: Iterable[tuple[str, str]] = 
     ``reference_dir`` defaults to :data:`bench.paths.REFERENCE_DIR` (published curves, drawn for
     datasets that have them); ``None`` leaves them out.
     """
-    from .html import render_page
+    from .html import preformatted_html, render_page
     from .model_count import CSV_NAME, model_count_html
     from .plots import load_references, plot_rd
 
@@ -54,10 +56,10 @@ def build_report(dataset_dir: Path, extra_sections: Iterable[tuple[str, str]] = 
     sections = list(extra_sections)
     if (dataset_dir / CSV_NAME).exists():
         sections.insert(0, ("Models per image", model_count_html(dataset_dir / CSV_NAME)))
-    for md in sorted(dataset_dir.glob("ablation_*_vs_*.md")):
-        from .ablation import ablation_html
-
-        sections.append((f"Ablation: {md.stem.removeprefix('ablation_').replace('_vs_', ' vs ')}", ablation_html(md)))
+    for prefix, title in (("ablation", "Ablation"), ("gating", "Channel gating")):
+        for md in sorted(dataset_dir.glob(f"{prefix}_*_vs_*.md")):
+            sections.append((f"{title}: {md.stem.removeprefix(prefix + '_').replace('_vs_', ' vs ')}",
+                             preformatted_html(md)))
     if (dataset_dir / "verify.csv").exists():
         from bench.verify import verify_html
 

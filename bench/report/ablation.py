@@ -94,9 +94,3 @@ def write_ablation(res: dict, dataset_dir: Path) -> list[Path]:
     paths[2].write_text(to_markdown(res))
     return paths
 
-
-def ablation_html(md_path: Path) -> str:
-    """The markdown as preformatted text: the page shows exactly what the file says."""
-    import html
-
-    return f"<pre>{html.escape(md_path.read_text())}</pre>"

@@ -26,6 +26,13 @@ DASH = "—"
 
 
 # ----------------------------------------------------------------------------- formatting
+def preformatted_html(md_path: Path) -> str:
+    """A markdown report file as preformatted text: the page shows exactly what the file says."""
+    import html
+
+    return f"<pre>{html.escape(md_path.read_text())}</pre>"
+
+
 def _num(x) -> float | None:
     try:
         v = float(x)
