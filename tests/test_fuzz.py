@@ -153,10 +153,11 @@ def null_fields(data: bytes) -> list[Mutation]:
     return out
 
 
-def lic_fields(data: bytes) -> list[Mutation]:
+def lic_fields(data: bytes, ids_in_range: bool = False) -> list[Mutation]:
     """The learned container (bench/container.py): each header field rewritten with the CRC
     left as it was (the CRC catches it) and fixed up (the structural checks must); payload
-    flips with a forged CRC are valid files by construction and may decode to an image."""
+    flips with a forged CRC are valid files by construction and may decode to an image, as
+    may a forged id that names another operating point (``ids_in_range``: a λ index)."""
     from bench.container import unpack
     from tests.lic_forge import forge, with_crc
 
@@ -174,7 +175,8 @@ def lic_fields(data: bytes) -> list[Mutation]:
               ("z length 0", {"lengths": [0, y_len]}), ("y length -1", {"lengths": [z_len, y_len - 1]}),
               ("one stream", {"n_streams": 1, "lengths": [z_len + y_len]})]
     out = [(name, forge(data, fix_crc=False, **f), RAISE) for name, f in fields]
-    out += [(f"forged crc: {name}", forge(data, **f), RAISE) for name, f in fields]
+    out += [(f"forged crc: {name}", forge(data, **f), IMAGE if ids_in_range and name == "model id 9" else RAISE)
+            for name, f in fields]
     out += [(f"version {v}", _put(data, 3, ">B", v), RAISE) for v in (0, 1, 3, 255)]
     # valid files by construction: the decoder cannot tell them from real ones (the latent
     # shape follows from the size, and rANS does not know where its stream should end)
@@ -222,11 +224,33 @@ def _zoo_random(root: Path) -> Path:
                      'arch = "bmshj2018-hyperprior"\nmetric = "mse"\npretrained = false', "[1]")
 
 
+def _variable_rate(root: Path) -> Path:
+    """A submission with an untrained N=32, M=48 ECG + BM model (λ 0.5–16, gates at α = 0.3)."""
+    import torch
+
+    from bench.models.ecg import ECGHyperprior
+
+    torch.manual_seed(0)
+    model = ECGHyperprior(32, 48, 0.5, 16.0)
+    with torch.no_grad():
+        model.g_a.layer(6).weight.mul_(10)
+        for g in model.named_gates().values():
+            g.alpha.fill_(0.3)
+    (root / "fuzzvr" / "weights").mkdir(parents=True)
+    torch.save({"state_dict": model.state_dict(),
+                "meta": {"arch": "ecg_hyperprior", "N": 32, "M": 48, "lmbda_min": 0.5, "lmbda_max": 16.0}},
+               root / "fuzzvr" / "weights" / "vr.pt")
+    return _manifest(root, "fuzzvr", "bench.codecs.variable_rate:VariableRateCodec", 'weights = "vr.pt"',
+                     'kind = "continuous"\nlow = 0.5\nhigh = 16.0\nscale = "log"')
+
+
 def _manifest(root: Path, name: str, codec: str, params: str, points: str) -> Path:
+    """``points``: a discrete list, or a whole [operating_points] body."""
     (root / name).mkdir(parents=True, exist_ok=True)
     path = root / name / "submission.toml"
+    table = points if "=" in points else f'kind = "discrete"\npoints = {points}'
     path.write_text(f'name = "{name}"\ndescription = "fuzz"\ncodec = "{codec}"\n[params]\n{params}\n'
-                    f'[operating_points]\nkind = "discrete"\npoints = {points}\n')
+                    f'[operating_points]\n{table}\n')
     return path
 
 
@@ -238,6 +262,7 @@ KINDS = [
     Kind("null", "null", "lossless", (0, 4), True, null_fields),
     Kind("learned-hyperprior", _tiny_hyperprior, "base", (0, 3), True, lic_fields),
     Kind("learned-zoo", _zoo_random, 1, (0, 3), True, lic_fields),
+    Kind("learned-variable-rate", _variable_rate, 4.0, (0, 3), True, lambda data: lic_fields(data, ids_in_range=True)),
 ]
 
 
