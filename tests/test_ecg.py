@@ -444,4 +444,4 @@ def test_shipped_recipes_parse():
     for sub in ("ecg_hyperprior", "bm_hyperprior"):
         r = load_recipe(REPO_ROOT / "submissions" / sub / "train.toml")
         assert (r.model.N, r.model.M, r.model.lmbda_min, r.model.lmbda_max) == (96, 128, 0.55, 16.64)
-        assert r.runs[0].init == "noise_hyperprior/base" and r.runs[0].steps == 1500
+        assert r.runs[0].init == "noise_hyperprior/base" and r.runs[0].steps == 1000
