@@ -129,3 +129,10 @@ def test_cli_list_and_unknown_submission(capsys):
     assert "webp" in out and "kodak" in out
     assert main(["run", "--submission", "wepb"]) == 2
     assert "did you mean 'webp'" in capsys.readouterr().err
+
+
+def test_verify_decodes_with_the_run_thread_count():
+    from bench.verify import _run_threads
+
+    assert _run_threads("cpu (1 threads)") == 1 and _run_threads("cpu (2 threads)") == 2
+    assert _run_threads("cuda (NVIDIA H100)") is None and _run_threads("") is None
