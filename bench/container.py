@@ -88,12 +88,6 @@ def _read_uvarint(data: bytes, pos: int, field: str, limit: int) -> tuple[int, i
     return value, pos
 
 
-def header_size(model_id: int, height: int, width: int, lengths: list[int] | tuple[int, ...]) -> int:
-    """Bytes of header in front of the streams."""
-    return (PREFIX_SIZE + len(uvarint(model_id)) + len(uvarint(height)) + len(uvarint(width)) + 1
-            + sum(len(uvarint(n)) for n in lengths))
-
-
 def pack(model_id: int, height: int, width: int, streams: list[bytes] | tuple[bytes, ...]) -> bytes:
     """The file: header + streams. Raises ValueError for values the format cannot hold."""
     streams = [bytes(s) for s in streams]

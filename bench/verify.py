@@ -47,6 +47,18 @@ def verify_dataset(reports_dir: Path, dataset: str, submissions: list[str] | Non
     originals = {im.id: im for im in ds.images()}
     recorded = _recorded_hashes(dataset_dir)
     default_threads = torch.get_num_threads()
+    try:
+        out = _verify_rows(dataset_dir, originals, recorded, submissions, default_threads)
+    finally:
+        torch.set_num_threads(default_threads)
+    write_csv(Path(dataset_dir) / "verify.csv", out)
+    return out
+
+
+def _verify_rows(dataset_dir: Path, originals: dict, recorded: dict, submissions: list[str] | None,
+                 default_threads: int) -> list[dict]:
+    import torch
+
     out = []
     for row in read_csv(Path(dataset_dir) / "leaderboard.csv"):
         if row["status"] != "ok" or (submissions and row["submission"] not in submissions):
@@ -83,8 +95,6 @@ def verify_dataset(reports_dir: Path, dataset: str, submissions: list[str] | Non
                     "msssim_db_recomputed": msssim_db(ms), "msssim_db_reported": float(row["msssim_db"]),
                     "bit_identical": f"{identical}/{compared}" if compared else "not recorded",
                     "run_device": row.get("device", ""), "verify_device": device})
-    torch.set_num_threads(default_threads)
-    write_csv(Path(dataset_dir) / "verify.csv", out)
     return out
 
 

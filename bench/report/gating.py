@@ -61,7 +61,7 @@ def _lambdas(gated: OperatingPoints, dense: OperatingPoints, n: int) -> list[flo
     return [gated.snap(v) for v in np.geomspace(lo, hi, n)]
 
 
-def torch_threads() -> int:
+def _torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
@@ -184,7 +184,7 @@ def gating_table(gated: str, dense: str, dataset: str = "kodak", n_lambdas: int 
     summary = {"gated": gated, "dense": dense, "dataset": ds.name, "images": len(images), "lambdas": lmbdas,
                "bd_rate_pct": bd, "params": params, "weights_never_used": unused,
                "storage_saving_pct": 100 * unused / params,
-               "device": recs["gated"][requests[0]]["device"], "timing_threads": torch_threads(),
+               "device": recs["gated"][requests[0]]["device"], "timing_threads": _torch_threads(),
                "claim_2x_at_1pct": all(r["total_reduction"] >= 2 and r["psnr_drop_pct"] <= 1 for r in rows)}
     return {"rows": rows, "layers": layers, "summary": summary}
 
