@@ -168,19 +168,20 @@ def lic_fields(data: bytes, ids_in_range: bool = False) -> list[Mutation]:
               ("height 0", {"height": 0}), ("height 2^32-1", {"height": 2**32 - 1}),
               ("width 2^16+1", {"width": 2**16 + 1}),
               ("width endless varint", {"width": b"\xff" * 40}),
-              ("streams 0", {"n_streams": 0, "lengths": []}), ("streams 3", {"n_streams": 3}),
-              ("streams 255", {"n_streams": 255}),
-              ("z length past end", {"lengths": [z_len + 1000, y_len]}),
-              ("y length past end", {"lengths": [z_len, 2**32 - 1]}),
-              ("z length 0", {"lengths": [0, y_len]}), ("y length -1", {"lengths": [z_len, y_len - 1]}),
-              ("one stream", {"n_streams": 1, "lengths": [z_len + y_len]})]
+              ("streams 3", {"n_streams": 3}), ("streams 8", {"n_streams": 8}),
+              ("coding variant 31", {"variant": 31}),
+              ("z length past end", {"lengths": [z_len + y_len + 1]}),
+              ("z length 2^32-1", {"lengths": [2**32 - 1]}), ("z length 2^32", {"lengths": [2**32]}),
+              ("one stream", {"n_streams": 1, "lengths": []})]
     out = [(name, forge(data, fix_crc=False, **f), RAISE) for name, f in fields]
     out += [(f"forged crc: {name}", forge(data, **f), IMAGE if ids_in_range and name == "model id 9" else RAISE)
             for name, f in fields]
-    out += [(f"version {v}", _put(data, 3, ">B", v), RAISE) for v in (0, 1, 3, 255)]
+    out += [(f"version {v}", _put(data, 3, ">B", v), RAISE) for v in (0, 1, 2, 4, 255)]
     # valid files by construction: the decoder cannot tell them from real ones (the latent
     # shape follows from the size, and rANS does not know where its stream should end)
-    out += [("forged crc: streams swapped", forge(data, lengths=[y_len, z_len]), IMAGE),
+    out += [("forged crc: z length 0", forge(data, lengths=[0]), IMAGE),
+            ("forged crc: z length +1", forge(data, lengths=[z_len + 1]), IMAGE),
+            ("forged crc: another coding variant", forge(data, variant=(c.variant + 1) % 7), IMAGE),
             ("forged crc: height +64", forge(data, height=c.height + 64), IMAGE),
             ("height +64", forge(data, height=c.height + 64, fix_crc=False), RAISE)]
     rng = np.random.default_rng(SEED)

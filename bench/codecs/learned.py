@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.codec import BitstreamError, Codec
+from bench.codecs import scale_shift
 from bench.container import MAX_SIDE, VERSION as CONTAINER_VERSION, pack, unpack
 from bench.models.hyperprior import DOWNSAMPLINGS, build_model
 
@@ -70,11 +71,13 @@ def _bits(likelihoods) -> float:
 
 
 def _prepare(model: nn.Module) -> nn.Module:
-    """float32, CDF tables rebuilt (SCALE_LEVELS Gaussian scales), eval mode, no gradients."""
+    """float32, CDF tables rebuilt (SCALE_LEVELS Gaussian scales), per-image scale shifts
+    (:mod:`bench.codecs.scale_shift`), eval mode, no gradients."""
     from compressai.models.base import get_scale_table
 
     model = model.float()
     model.update(scale_table=get_scale_table(levels=SCALE_LEVELS), force=True)
+    scale_shift.install(model)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -148,13 +151,14 @@ class _LearnedCodec(Codec):
     def encode(self, image: np.ndarray, point: Any) -> bytes:
         model_id, model = self._for_point(point)
         x, h, w = to_tensor(image)
-        out, est = compress_with_bits(model, x)
+        with scale_shift.searching(model) as variant:
+            out, est = compress_with_bits(model, x)
         y_strings, z_strings = out["strings"]
         if len(y_strings) != 1 or len(z_strings) != 1:
             raise RuntimeError(f"expected one y and one z string, got {len(y_strings)} and {len(z_strings)}")
         if tuple(out["shape"]) != latent_shape(h, w):      # the decoder derives it from h, w
             raise RuntimeError(f"z shape {tuple(out['shape'])} is not {latent_shape(h, w)} for a {h}×{w} image")
-        data = pack(model_id, h, w, [z_strings[0], y_strings[0]])
+        data = pack(model_id, h, w, [z_strings[0], y_strings[0]], variant[0])
         if est is not None:
             self._est[(model_id, self._image_key(image))] = est
             while len(self._est) > _EST_CACHE_SIZE:
@@ -167,11 +171,12 @@ class _LearnedCodec(Codec):
         if len(c.streams) != 2:
             raise BitstreamError(f"expected 2 streams (z, y), the file has {len(c.streams)}")
         z, y = c.streams
-        try:
-            with torch.no_grad():
-                x_hat = model.decompress([[y], [z]], latent_shape(c.height, c.width))["x_hat"]
-        except (RuntimeError, ValueError, AssertionError, IndexError) as e:
-            raise BitstreamError(f"entropy decoding failed: {type(e).__name__}: {e}") from None
+        with scale_shift.decoding(model, c.variant):     # an unknown variant raises before decoding
+            try:
+                with torch.no_grad():
+                    x_hat = model.decompress([[y], [z]], latent_shape(c.height, c.width))["x_hat"]
+            except (RuntimeError, ValueError, AssertionError, IndexError) as e:
+                raise BitstreamError(f"entropy decoding failed: {type(e).__name__}: {e}") from None
         return to_image(x_hat, c.height, c.width)
 
     def measure(self, image: np.ndarray, point: Any, data: bytes) -> dict[str, float]:
@@ -206,12 +211,13 @@ class _LearnedCodec(Codec):
         return self._costs[key]
 
     def versions(self) -> dict[str, str]:
-        """Libraries, container format and CDF table size: each changes the bytes (this file's
-        source is hashed by the submission, the container's is not)."""
+        """Libraries, container format, CDF table size and scale shifts: each changes the bytes
+        (this file's source is hashed by the submission, the others are not)."""
         import compressai
 
         return {"compressai": compressai.__version__, "torch": torch.__version__,
-                "container": str(CONTAINER_VERSION), "scale_levels": str(SCALE_LEVELS)}
+                "container": str(CONTAINER_VERSION), "scale_levels": str(SCALE_LEVELS),
+                "scale_shifts": ",".join(map(str, scale_shift.SHIFTS))}
 
 
 # --------------------------------------------------------------------------- own models
