@@ -22,7 +22,7 @@ from bench.codecs.learned import to_image, to_tensor
 from bench.codecs.variable_rate import LEVELS, VariableRateCodec, index_lmbda, lmbda_index
 from bench.complexity import ENCODER_PARTS, encoder_decoder_macs, gated_costs, hyperprior_costs, sequence_costs
 from bench.container import unpack
-from bench.models.ecg import ChannelGate, ECGHyperprior, GatedSequential, init_from_hyperprior
+from bench.models.ecg import ChannelGate, ECGHyperprior, GatedSequential, build_variable_rate, init_from_hyperprior
 from bench.paths import REPO_ROOT, SHARED_DATA_DIR
 from bench.submission import load_manifest
 from bench.train.recipe import DataSpec, LossSpec, ModelSpec, Recipe, RecipeError, RunSpec, load_recipe
@@ -295,7 +295,9 @@ def test_gating_table_compares_gated_and_dense_through_real_files(subs, tmp_path
     assert [r["lmbda"] for r in rows] == knob.initial()       # the first sweep of a log-knob run: cached
     assert [r["gated_bpp"] for r in rows] == sorted(r["gated_bpp"] for r in rows)    # BM: rate grows with λ
     for r in rows:
-        assert r["identical"] and r["dec_s_masked"] > 0 and r["dec_s_gathered"] > 0
+        assert r["identical"] and (r["values_differing"], r["max_abs_diff"]) == (0, 0)
+        assert (r["synth_values_differing"], r["synth_max_abs_diff"]) == (0, 0)
+        assert r["dec_s_masked"] > 0 and r["dec_s_gathered"] > 0
         assert r["total_reduction"] > 1 and r["dense_enc_kmac_px"] > r["gated_enc_kmac_px"]
         assert r["psnr_drop_pct"] == pytest.approx(100 * (1 - r["gated_psnr"] / r["dense_psnr"]))
     # each gated conv is listed (an all-zero z, as here, leaves h_s.0 nothing to read); α = 0.3
@@ -424,10 +426,15 @@ def test_variable_rate_recipe_trains_from_a_hyperprior_and_exports_a_codec(tiny,
 
 
 def test_bm_recipe_trains_and_recipes_are_checked(tiny):
-    recipe = load_recipe(_recipe(tiny, "bm", "bm_hyperprior", "vr"))
+    recipe = load_recipe(_recipe(tiny, "bm", "bm_hyperprior", "vr", "bm_lr = 1e-2"))
+    start = build_variable_rate("bm_hyperprior", 16, 16, LO, HI).bm.fc2.bias.clone()
     loop.train_run(recipe, "vr", max_steps=2, threads=1)
-    meta = torch.load(tiny / "bm" / "weights" / "vr.pt", weights_only=True)["meta"]
+    saved = torch.load(tiny / "bm" / "weights" / "vr.pt", weights_only=True)
+    meta, state = saved["meta"], saved["state_dict"]
     assert (meta["arch"], meta["gated"], meta["steps"]) == ("bm_hyperprior", False, 2)
+    # the modulator at its own lr: Adam's first steps move each parameter by about lr
+    moved = (state["bm.fc2.bias"].float() - start).abs()
+    assert moved.max() > 5e-3 and moved.max() < 3e-2
     bad = {"lmbda = 4.0": "drop lmbda", "gamma = 1.0": "gamma needs a gated arch", "stage = 2": "stage 2"}
     for extra, message in bad.items():
         with pytest.raises(RecipeError, match=message):
@@ -443,5 +450,18 @@ def test_bm_recipe_trains_and_recipes_are_checked(tiny):
 def test_shipped_recipes_parse():
     for sub in ("ecg_hyperprior", "bm_hyperprior"):
         r = load_recipe(REPO_ROOT / "submissions" / sub / "train.toml")
-        assert (r.model.N, r.model.M, r.model.lmbda_min, r.model.lmbda_max) == (96, 128, 0.55, 16.64)
-        assert r.runs[0].init == "noise_hyperprior/base" and r.runs[0].steps == 1000
+        assert (r.model.N, r.model.M, r.model.lmbda_min, r.model.lmbda_max) == (96, 128, 0.08, 32.0)
+        assert r.runs[0].init == "noise_hyperprior/base" and r.runs[0].steps == 1500
+        assert (r.runs[0].lr, r.runs[0].bm_lr, r.runs[0].lr_drop_at) == (1e-4, 1e-2, 1350)
+
+
+def test_learning_rate_groups_and_the_drop():
+    model = build_variable_rate("ecg_hyperprior", 16, 16, LO, HI)
+    opt, _ = loop._optimizers(model, RunSpec("vr", steps=1, lr=1e-4, bm_lr=1e-2, alpha_lr=1e-3))
+    assert [g["name"] for g in opt.param_groups] == ["net", "bm", "alpha"]
+    assert loop._set_lr(opt, dropped=False) == 1e-4
+    assert [g["lr"] for g in opt.param_groups] == [1e-4, 1e-2, 1e-3]
+    assert loop._set_lr(opt, dropped=True) == pytest.approx(1e-5)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-5, 1e-3, 1e-3])   # the gates keep theirs
+    opt, _ = loop._optimizers(model, RunSpec("vr", steps=1, lr=1e-4))
+    assert [g["name"] for g in opt.param_groups] == ["net", "alpha"]               # no bm_lr: with the net

@@ -25,7 +25,8 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 def test_all_shipped_manifests_are_valid_and_listed():
     reg = discover()
-    assert {"jpeg", "webp", "avif", "jpegxl", "null", "noise_hyperprior", "multi_lambda_hyperprior"} <= set(reg)
+    assert {"jpeg", "webp", "avif", "jpegxl", "null", "noise_hyperprior", "multi_lambda_hyperprior", "sth_hyperprior",
+            "bm_hyperprior", "ecg_hyperprior", "ecg_hyperprior_a01"} <= set(reg)
     for name, sub in reg.items():       # every shipped manifest loads, with its weights
         assert sub.description and sub.make_codec() is not None, name
 

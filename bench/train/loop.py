@@ -88,16 +88,35 @@ def pad_batch(x: torch.Tensor, pad_prob: float, pad_max: int, rng: random.Random
 
 
 def _optimizers(model: torch.nn.Module, run: RunSpec):
-    """Adam for the network (gate thresholds in a second group at ``alpha_lr``: Adam moves a
-    parameter about lr per step whatever γ is, so lr sets how fast α can ramp) and Adam for
-    the entropy bottleneck's quantiles."""
-    main, alphas, aux = [], [], []
+    """Adam for the network, with the bit-rate modulator at ``bm_lr`` and the gate thresholds
+    at ``alpha_lr`` when set (Adam moves a parameter about lr per step whatever the gradient's
+    size, so lr sets how fast m(λ) can spread and α can ramp), and Adam for the entropy
+    bottleneck's quantiles. Each group is named; the lr drop divides all but the gates'."""
+    main, bm, alphas, aux = [], [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (aux if name.endswith(".quantiles") else alphas if name.endswith(".alpha") else main).append(p)
-    groups = [{"params": main}] + ([{"params": alphas, "lr": run.alpha_lr}] if alphas else [])
+        if name.endswith(".quantiles"):
+            aux.append(p)
+        elif name.endswith(".alpha"):
+            alphas.append(p)
+        elif name.startswith("bm.") and run.bm_lr is not None:
+            bm.append(p)
+        else:
+            main.append(p)
+    groups = [{"params": main, "name": "net", "base_lr": run.lr}]
+    if bm:
+        groups.append({"params": bm, "lr": run.bm_lr, "name": "bm", "base_lr": run.bm_lr})
+    if alphas:
+        groups.append({"params": alphas, "lr": run.alpha_lr, "name": "alpha", "base_lr": run.alpha_lr})
     return torch.optim.Adam(groups, lr=run.lr), torch.optim.Adam(aux, lr=1e-3)
+
+
+def _set_lr(opt: torch.optim.Optimizer, dropped: bool) -> float:
+    """Each group at its base lr, ÷10 after the drop (not the gates'); the network's lr."""
+    for g in opt.param_groups:
+        g["lr"] = g["base_lr"] / 10 if dropped and g["name"] != "alpha" else g["base_lr"]
+    return opt.param_groups[0]["lr"]
 
 
 def new_model(recipe: Recipe) -> torch.nn.Module:
@@ -263,7 +282,10 @@ def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threa
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
+        recipe_lrs = [{k: g[k] for k in ("name", "base_lr")} for g in opt.param_groups]
+        opt.load_state_dict(ck["opt"])                 # Adam state; the lrs stay the recipe's
+        for g, own in zip(opt.param_groups, recipe_lrs):
+            g.update(own)
         aux_opt.load_state_dict(ck["aux_opt"])
         step, seconds = ck["step"], ck["seconds"]
         rng.setstate(ck["py_rng"])
@@ -298,8 +320,7 @@ def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threa
     n_acc = 0
     t_last = time.perf_counter()
     while step < total_steps:
-        lr = run.lr / 10 if run.lr_drop_at is not None and step >= run.lr_drop_at else run.lr
-        opt.param_groups[0]["lr"] = lr        # the gate thresholds' group keeps alpha_lr
+        lr = _set_lr(opt, run.lr_drop_at is not None and step >= run.lr_drop_at)
         x = sampler.batch()
         x_in, rh, rw = pad_batch(x, recipe.data.pad_prob, pad_max, rng)
         if vr:

@@ -77,6 +77,7 @@ class RunSpec:
     gamma: float = 0.0              # gated archs: weight of Σ_n (α_n − α_target)²
     alpha_target: float = 0.0       # gate threshold target (fraction of the mean channel energy)
     alpha_lr: float = 1e-3          # Adam lr of the gate thresholds (Adam moves α ≤ alpha_lr per step)
+    bm_lr: float | None = None      # variable-rate archs: Adam lr of the bit-rate modulator (None: lr)
 
 
 @dataclass(frozen=True)
