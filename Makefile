@@ -1,7 +1,7 @@
 # The two commands: `make bench` and `make test`. Both create .venv on first use.
 SHELL := /bin/bash
 PY := .venv/bin/python
-SUBMISSION ?= webp
+SUBMISSION ?= ecg_hyperprior
 DATASET ?= kodak
 TARGETS ?= 0.075,0.15,0.3
 MODE ?= clic
