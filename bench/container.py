@@ -15,7 +15,8 @@ Layout (version 3; integers are unsigned LEB128 varints, 7 bits per byte, minima
     .       ...             the streams, back to back (z first, then y); the last one runs to
                             the end of the file
 
-A 768×512 Kodak image with two streams (z of 128 B..16 KiB) has a 16-byte header. Version 1
+A 768×512 Kodak image with two streams (z of 128 B..16 KiB) and a model id below 128 has a
+16-byte header (17 with a variable-rate codec's 14-bit λ index). Version 1
 spent 32 bytes on fixed-width fields and the latent shape (which the codec derives from the
 size), version 2 18 bytes (a separate stream-count byte and the last stream's length); at
 0.075 bpp a file is about 2 kB, so each byte is 0.05 % of it.

@@ -59,9 +59,9 @@ class ShiftedScales(GaussianConditional):
     def compress(self, inputs: torch.Tensor, indexes: torch.Tensor, means: torch.Tensor | None = None):
         if self.search and self._scales is not None and self._scales.shape == inputs.shape:
             symbols = self.quantize(inputs, "symbols", means)
-            costs = {k: table_bits(self, symbols, self._indexes(self._scales, k)) for k in SHIFTS}
-            self.chosen = min(SHIFTS, key=costs.__getitem__)
-            indexes = self._indexes(self._scales, self.chosen)
+            candidates = {k: self._indexes(self._scales, k) for k in SHIFTS}
+            self.chosen = min(SHIFTS, key=lambda k: table_bits(self, symbols, candidates[k]))
+            indexes = candidates[self.chosen]
         return super().compress(inputs, indexes, means)
 
 
@@ -83,14 +83,13 @@ def table_bits(gc: GaussianConditional, symbols: torch.Tensor, indexes: torch.Te
 
 
 def _symbol_bits(gc: GaussianConditional) -> torch.Tensor:
-    """Bits of every (table scale, symbol) pair, from the quantised CDFs; cached until the
-    tables are rebuilt (``update``)."""
+    """Bits of every (table scale, symbol) pair, from the quantised CDFs; cached with the CDF
+    tensor it came from (``update`` replaces that tensor, which invalidates the cache)."""
     cdf = gc._quantized_cdf
-    key = (cdf.data_ptr(), tuple(cdf.shape))
     cached = getattr(gc, "_symbol_bits_cache", None)
-    if cached is None or cached[0] != key:
+    if cached is None or cached[0] is not cdf:
         p = (cdf[:, 1:] - cdf[:, :-1]).double()
-        cached = (key, (gc.entropy_coder_precision - torch.log2(p)).float())
+        cached = (cdf, (gc.entropy_coder_precision - torch.log2(p)).float())
         gc._symbol_bits_cache = cached
     return cached[1]
 

@@ -3,8 +3,8 @@ point is λ, a continuous knob over the model's [λ_min, λ_max].
 
 The encoder snaps λ to a 14-bit index on the log scale,
 ``i = round(16383 · (ln λ − ln λ_min) / (ln λ_max − ln λ_min))``, and codes at
-``λ_i = exp(ln λ_min + i/16383 · (ln λ_max − ln λ_min))`` (steps of 0.02 % in λ for the
-0.55–16.64 range). The container's model id carries i (a 2-byte varint), so the decoder
+``λ_i = exp(ln λ_min + i/16383 · (ln λ_max − ln λ_min))`` (steps of 0.04 % in λ for the
+0.08–32 range). The container's model id carries i (a 2-byte varint), so the decoder
 rebuilds m(λ_i) from the bytes alone; the range comes from the weights (the modulator's
 buffers).
 

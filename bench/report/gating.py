@@ -101,9 +101,9 @@ def _gate_pass(codec, runner, recs: dict, lmbdas: list[float], images: list) -> 
     """Per λ: decode times (masked, gathered) and how far apart their pixels are, for the
     whole decode and for the synthesis g_s alone on the same ŷ (the two paths sum the same
     products in another order: an 8-bit value can round the other way, and in a whole
-    decode a gate or a scale index can flip and the entropy decoder then reads another y); per layer:
-    its input channels and, per λ, the active fraction of each image; per gate: the union of
-    its masks over every image and λ."""
+    decode a gate or a scale index can flip and the entropy decoder then reads another y);
+    per layer: its input channels and, per λ, the active fraction of each image; per gate:
+    the union of its masks over every image and λ."""
     from bench.codecs.learned import to_tensor
     from bench.complexity import gated_costs
 
