@@ -10,7 +10,7 @@ JOBS ?= 1
 BACKEND ?= joblib
 SCHEDULER ?=
 
-.PHONY: setup bench test train report list benchmark load regress ablation gating
+.PHONY: setup bench test train report list benchmark load profile regress ablation gating
 
 setup: .venv/.installed
 
@@ -58,6 +58,12 @@ list: setup
 
 benchmark: setup  ## speed/throughput benchmarks; results written under reports/
 	$(PY) benchmarks/train_throughput.py
+
+# profile: BEFORE=<dir of an older checkout> adds its rows first (e.g. git worktree add /tmp/old <commit>)
+profile: setup  ## one job per codec kind split into network, coder, file, metrics, measure, harness; reports/load/PROFILE.md
+	rm -f reports/load/profile.csv
+	$(if $(BEFORE),$(PY) benchmarks/job_profile.py run --label before --code $(BEFORE) &&) $(PY) benchmarks/job_profile.py run --label $(if $(BEFORE),after,current)
+	$(PY) benchmarks/job_profile.py render
 
 load: setup  ## throughput on full Kodak + CLIC 2025 with JOBS=1 and 2 (LIMIT=N for a quick look); reports/load/
 	$(PY) benchmarks/load.py $(if $(LIMIT),--limit $(LIMIT))

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from bench.paths import REPORTS_DIR
+from bench.ratecontrol import MODES
 
 
 def _floats(text: str) -> list[float]:
@@ -30,19 +31,48 @@ def _counts(text: str) -> list[int]:
     return vals
 
 
+def _pixels(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--max-pixels needs a positive number of pixels, got {text!r}")
+    return n
+
+
+MAX_PIXELS_HELP = "refuse files and images above this many pixels (default 67108864 = 8192², or $BENCH_MAX_PIXELS)"
+
+
 def _fmt(x) -> str:
     if x is None or x == "" or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return f"{x:.4f}" if isinstance(x, float) else str(x)
 
 
+RANGE_DATASETS = ("kodak", "clic2025-valid")
+
+
+def _bpp_range(reports: Path, dataset: str, name: str) -> str:
+    """The lowest and highest set bpp of a stored run's RD sweep ('' without a run)."""
+    from bench.results import read_csv
+
+    path = reports / dataset / "runs" / name / "rd.csv"
+    bpps = [float(r["bpp"]) for r in read_csv(path)] if path.exists() else []
+    return f"{min(bpps):.3f}–{max(bpps):.3f}" if bpps else ""
+
+
 def cmd_list(args) -> int:
-    from bench.data import DATASETS
+    from bench.dataspec import DATASETS
     from bench.submission import discover
 
     print("submissions:")
-    for name, sub in discover().items():
-        print(f"  {name:<26} {sub.description}")
+    for name, sub in discover(include_training=True).items():
+        tag = " [training: no weights yet]" if sub.status == "training" else ""
+        print(f"  {name:<26} {sub.description}{tag}")
+        ranges = [f"{ds} {r}" for ds in RANGE_DATASETS if (r := _bpp_range(Path(args.reports), ds, name))]
+        if ranges:
+            print(f"  {'':<26} bpp range of its operating points: {'; '.join(ranges)}")
     print("\ndatasets:")
     for name, spec in DATASETS.items():
         print(f"  {name:<26} {spec.description}")
@@ -52,10 +82,13 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from bench.report import build_report
     from bench.run import run_benchmark
 
     res = run_benchmark(args.submission, args.dataset, args.targets, args.mode, args.objective, args.jobs,
-                        args.limit, Path(args.reports), args.backend, args.scheduler, progress=not args.no_progress)
+                        args.limit, Path(args.reports), args.backend, args.scheduler, progress=not args.no_progress,
+                        allow_16bit=args.allow_16bit)
+    build_report(res.run_dir.parent.parent)
     print(f"\n{args.submission} on {args.dataset}: {res.computed} jobs encoded, {res.seconds:.1f} s")
     cols = ["target_bpp", "mode", "status", "bpp", "msssim", "msssim_db", "psnr", "bytes", "budget_bytes", "note"]
     print("  ".join(f"{c:>12}" for c in cols[:-1]) + "  note")
@@ -81,7 +114,12 @@ def cmd_report(args) -> int:
 def cmd_decode(args) -> int:
     from bench.decode import decode_folder
 
-    n = decode_folder(Path(args.bitstreams), args.submission, Path(args.out))
+    expected = None
+    if args.dataset:
+        from bench.data import open_dataset
+
+        expected = {im.id: (im.height, im.width) for im in open_dataset(args.dataset).images()}
+    n = decode_folder(Path(args.bitstreams), args.submission, Path(args.out), expected)
     print(f"decoded {n} files into {args.out}")
     return 0
 
@@ -111,7 +149,7 @@ def cmd_verify(args) -> int:
 
 def cmd_model_count(args) -> int:
     from bench.report import build_report
-    from bench.report.model_count import model_count_table, to_markdown, write_model_count
+    from bench.studies.model_count import model_count_table, to_markdown, write_model_count
 
     df = model_count_table(args.submission, args.dataset, args.targets, args.counts, args.objective,
                            Path(args.reports))
@@ -125,7 +163,7 @@ def cmd_model_count(args) -> int:
 def cmd_ablation(args) -> int:
     from bench.data import open_dataset
     from bench.report import build_report
-    from bench.report.ablation import ablation, to_markdown, write_ablation
+    from bench.studies.ablation import ablation, to_markdown, write_ablation
 
     dataset_dir = Path(args.reports) / open_dataset(args.dataset).name
     res = ablation(dataset_dir, args.a, args.b)
@@ -139,7 +177,7 @@ def cmd_ablation(args) -> int:
 def cmd_gating(args) -> int:
     from bench.data import open_dataset
     from bench.report import build_report
-    from bench.report.gating import gating_table, to_markdown, write_gating
+    from bench.studies.gating import gating_table, to_markdown, write_gating
 
     dataset_dir = Path(args.reports) / open_dataset(args.dataset).name
     res = gating_table(args.gated, args.dense, args.dataset, args.lambdas, args.limit, Path(args.reports))
@@ -165,7 +203,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-# --- regress (the CI regression gate, bench/regress.py) ---------------------------------------------
 def _thresholds(text: str) -> str:
     from bench.regress import parse_thresholds
 
@@ -180,72 +217,86 @@ def cmd_regress(args) -> int:
     from bench.regress import main as regress_main
 
     return regress_main(args)
-# --- end regress ------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench", description="CLIC-style image codec benchmark harness")
-    sp = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _reports(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reports", default=str(REPORTS_DIR), help="reports folder")
 
-    sp.add_parser("list", help="list submissions and datasets").set_defaults(fn=cmd_list)
 
+def _dataset(p: argparse.ArgumentParser, default: str | None = "kodak", help: str | None = None) -> None:
+    p.add_argument("--dataset", "-d", default=default, help=help)
+
+
+def _add_run(sp) -> None:
     r = sp.add_parser("run", help="benchmark a submission: rate control to the targets, bitstreams, metrics, report")
     r.add_argument("--submission", "-s", required=True)
-    r.add_argument("--dataset", "-d", default="kodak", help="kodak, clic2025-valid, folder:PATH, hf:REPO[:SPLIT]")
+    _dataset(r, help="kodak, clic2025-valid, folder:PATH, hf:REPO[:SPLIT]")
     r.add_argument("--targets", type=_floats, default=[0.075, 0.15, 0.3], help="comma-separated bpp targets")
-    r.add_argument("--mode", choices=["clic", "per-image"], default="clic",
+    r.add_argument("--mode", choices=list(MODES), default="clic",
                    help="clic: one budget for the whole set; per-image: every image at or below the target")
     r.add_argument("--objective", choices=["msssim", "psnr"], default="msssim", help="what clic mode maximises")
     r.add_argument("--jobs", "-j", type=int, default=1, help="parallel jobs (joblib processes or Dask workers)")
     r.add_argument("--limit", type=int, help="only the first N images (quick looks)")
+    r.add_argument("--allow-16bit", action="store_true", help="reduce 16-bit PNGs to their high 8 bits instead of "
+                                                               "refusing them")
+    r.add_argument("--max-pixels", type=_pixels, help=MAX_PIXELS_HELP)
     r.add_argument("--backend", choices=["joblib", "dask"], default="joblib")
     r.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
-    r.add_argument("--reports", default=str(REPORTS_DIR), help="reports folder")
+    _reports(r)
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(fn=cmd_run)
 
-    rep = sp.add_parser("report", help="rebuild leaderboard.csv/html and RD plots from the stored runs")
-    rep.add_argument("--dataset", "-d", help="one dataset's report (default: all)")
-    rep.add_argument("--reports", default=str(REPORTS_DIR))
-    rep.set_defaults(fn=cmd_report)
 
+def _add_files(sp) -> None:
+    """The commands that read stored files: report, decode, verify."""
+    rep = sp.add_parser("report", help="rebuild leaderboard.csv/html and RD plots from the stored runs")
+    _dataset(rep, None, "one dataset's report (default: all)")
+    _reports(rep)
+    rep.set_defaults(fn=cmd_report)
     d = sp.add_parser("decode", help="decode a folder of bitstreams to PNGs (recompute metrics from files alone)")
     d.add_argument("bitstreams", help="a row's bitstream folder (leaderboard.csv 'bitstreams' column)")
     d.add_argument("--submission", "-s", required=True)
     d.add_argument("--out", "-o", required=True)
+    _dataset(d, None, "check each file's claimed size against the image of the same name in this dataset")
+    d.add_argument("--max-pixels", type=_pixels, help=MAX_PIXELS_HELP)
     d.set_defaults(fn=cmd_decode)
+    v = sp.add_parser("verify", help="decode every row's bitstreams and recompute its bytes and metrics")
+    _dataset(v)
+    v.add_argument("--submission", "-s", action="append", help="only this submission's rows (repeatable)")
+    v.add_argument("--max-pixels", type=_pixels, help=MAX_PIXELS_HELP)
+    _reports(v)
+    v.set_defaults(fn=cmd_verify)
 
+
+def _add_studies(sp) -> None:
     mc = sp.add_parser("model-count", help="one vs several models per target: best subset of k models "
                                           "(per-image choice), from the run's cached encodes")
     mc.add_argument("--submission", "-s", required=True, help="a submission with one model per operating point")
-    mc.add_argument("--dataset", "-d", default="kodak")
+    _dataset(mc)
     mc.add_argument("--targets", type=_floats, default=[0.075, 0.15, 0.3])
     mc.add_argument("--counts", type=_counts, default=[1, 2, 4], help="comma-separated model counts")
     mc.add_argument("--objective", choices=["msssim", "psnr"], default="msssim")
-    mc.add_argument("--reports", default=str(REPORTS_DIR))
+    _reports(mc)
     mc.set_defaults(fn=cmd_model_count)
     ab = sp.add_parser("ablation", help="B against A, model by model (same model names): native-rate table, "
                                         "BD-rate, leaderboard rows, from the stored runs")
     ab.add_argument("a", help="the reference submission (e.g. noise_hyperprior)")
     ab.add_argument("b", help="the variant (e.g. sth_hyperprior)")
-    ab.add_argument("--dataset", "-d", default="kodak")
-    ab.add_argument("--reports", default=str(REPORTS_DIR))
+    _dataset(ab)
+    _reports(ab)
     ab.set_defaults(fn=cmd_ablation)
     ga = sp.add_parser("gating", help="gated (ECG) vs dense variable-rate model at n λ: quality drop, MAC "
                                       "reduction, sparsity per layer, unused weights, masked vs gathered decode time")
     ga.add_argument("gated", nargs="?", default="ecg_hyperprior")
     ga.add_argument("dense", nargs="?", default="bm_hyperprior")
-    ga.add_argument("--dataset", "-d", default="kodak")
+    _dataset(ga)
     ga.add_argument("--lambdas", type=int, default=8, help="how many λ, evenly spaced in log λ")
     ga.add_argument("--limit", type=int, help="only the first N images")
-    ga.add_argument("--reports", default=str(REPORTS_DIR))
+    _reports(ga)
     ga.set_defaults(fn=cmd_gating)
-    v = sp.add_parser("verify", help="decode every row's bitstreams and recompute its bytes and metrics")
-    v.add_argument("--dataset", "-d", default="kodak")
-    v.add_argument("--submission", "-s", action="append", help="only this submission's rows (repeatable)")
-    v.add_argument("--reports", default=str(REPORTS_DIR))
-    v.set_defaults(fn=cmd_verify)
 
+
+def _add_train(sp) -> None:
     t = sp.add_parser("train", help="train (or resume) a submission's models from its train.toml")
     t.add_argument("--submission", "-s", help="train submissions/<name>/train.toml")
     t.add_argument("--recipe", help="a train.toml elsewhere (its folder receives the weights)")
@@ -254,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, help="torch threads")
     t.set_defaults(fn=cmd_train)
 
-    # --- regress (bench/regress.py) ---
+
+def _add_regress(sp) -> None:
     g = sp.add_parser("regress", help="regression gate: re-run a fast profile, compare with stored baselines",
                       description="Re-runs every submission (or --submission ...) on a fixed profile and compares "
                                   "with reports/baselines/<profile>/<submission>.json. Exit 0: within thresholds; "
@@ -270,12 +322,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-report", action="store_true", help="skip the HTML report section")
     g.add_argument("--verbose", "-v", action="store_true", help="show every check in the table")
     g.set_defaults(fn=cmd_regress)
-    # --- end regress ---
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description="CLIC-style image codec benchmark harness")
+    sp = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ls = sp.add_parser("list", help="list submissions (with the bpp range of their stored runs) and datasets")
+    _reports(ls)
+    ls.set_defaults(fn=cmd_list)
+    for add in (_add_run, _add_files, _add_studies, _add_train, _add_regress):
+        add(sp)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "max_pixels", None) is not None:
+        from bench.limits import set_max_pixels
+
+        set_max_pixels(args.max_pixels)
     from bench.distributed import SchedulerError
     from bench.errors import USER_ERRORS
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -71,6 +71,86 @@ class OperatingPoints:
         return float(value) if self.rate_increases else -float(value)
 
 
+@dataclass(frozen=True)
+class JobMeasures:
+    """What a codec can say about one coded image beyond its bytes; every field is optional.
+
+    ``est_bits``: −log2 of the model's likelihoods for the coded symbols (the file's ideal
+    size, for the rate-overhead columns). ``*_net_s`` / ``*_coder_s``: encode and decode time
+    split into the network and the entropy coder (seconds; the harness times the whole
+    call itself). ``eff_*_macs``: MACs this image really cost (a channel-gated model skips
+    channels); ``dense_*_macs``: the same network with every channel active.
+    """
+
+    est_bits: float | None = None
+    enc_net_s: float | None = None
+    enc_coder_s: float | None = None
+    dec_net_s: float | None = None
+    dec_coder_s: float | None = None
+    eff_enc_macs: float | None = None
+    eff_dec_macs: float | None = None
+    dense_enc_macs: float | None = None
+    dense_dec_macs: float | None = None
+
+    def as_record(self) -> dict[str, float]:
+        """The fields the codec filled, under their own names (a job record's columns)."""
+        return {k: float(v) for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> "JobMeasures":
+        """The measures stored in a job record (absent fields stay None)."""
+        return cls(**{f.name: rec[f.name] for f in fields(cls) if rec.get(f.name) is not None})
+
+
+@dataclass(frozen=True)
+class Complexity:
+    """The cost of one network on one padded image size: MACs (``uncounted`` names the ops the
+    counter skipped), parameters and the bytes a decoder must hold; ``model`` says which
+    network of the codec the point uses (a row sums parameters over distinct models)."""
+
+    model: Any
+    enc_macs: float
+    dec_macs: float
+    params: int
+    decoder_bytes: int
+    uncounted: tuple[str, ...] = ()
+
+
+def measure_columns(costs: Sequence[Complexity | None], measures: Sequence[JobMeasures], file_bytes: Sequence[int],
+                    pixels: int) -> dict[str, Any]:
+    """A leaderboard row's complexity and rate-accounting columns from its images' measures.
+
+    kMAC/pixel is summed over the images (each at its padded size) per original pixel; params
+    and decoder bytes add up over the distinct models the row uses (a multi-model decoder
+    must hold them all); rate overhead compares the whole files with ``est_bits``. A column
+    appears only when every image has what it needs.
+    """
+    cols: dict[str, Any] = {}
+    if costs and all(costs):
+        models = {c.model: c for c in costs}
+        cols |= {"enc_kmac_px": sum(c.enc_macs for c in costs) / pixels / 1000,
+                 "dec_kmac_px": sum(c.dec_macs for c in costs) / pixels / 1000,
+                 "params": sum(m.params for m in models.values()),
+                 "decoder_bytes": sum(m.decoder_bytes for m in models.values()), "models_used": len(models),
+                 "uncounted_ops": " ".join(sorted({op for c in costs for op in c.uncounted})) or "none"}
+    if measures and all(m.est_bits for m in measures):
+        est = sum(m.est_bits for m in measures)
+        cols |= {"rate_overhead_pct": 100 * (sum(file_bytes) * 8 - est) / est,
+                 "rate_overhead_max_pct": max(overhead_pct(m.est_bits, n) for m, n in zip(measures, file_bytes))}
+    if measures and all(m.eff_enc_macs is not None and m.eff_dec_macs is not None for m in measures):
+        cols |= {"eff_enc_kmac_px": sum(m.eff_enc_macs for m in measures) / pixels / 1000,
+                 "eff_dec_kmac_px": sum(m.eff_dec_macs for m in measures) / pixels / 1000}
+    for split in ("enc_net_s", "enc_coder_s", "dec_net_s", "dec_coder_s"):
+        if measures and all(getattr(m, split) is not None for m in measures):
+            cols[split] = sum(getattr(m, split) for m in measures)
+    return cols
+
+
+def overhead_pct(est_bits: float, file_bytes: int) -> float:
+    """How much bigger the whole file is than the model's ideal size, in percent."""
+    return 100.0 * (file_bytes * 8 - est_bits) / est_bits if est_bits > 0 else float("inf")
+
+
 class Codec(ABC):
     """Base class of every submission's codec (template: subclasses fill two methods).
 
@@ -91,16 +171,23 @@ class Codec(ABC):
     def decode(self, data: bytes) -> np.ndarray:
         """The file's bytes → uint8 H×W×3 RGB; raises :class:`BitstreamError` on bad bytes."""
 
+    def declared_size(self, data: bytes) -> tuple[int, int] | None:
+        """Optional: the (height, width) the file claims, read from its header without decoding
+        (BitstreamError when the header is bad), or None when the codec cannot tell. The harness
+        refuses a claim above the pixel cap or unlike the original's size before ``decode``
+        allocates for it (:mod:`bench.limits`)."""
+        return None
+
     def versions(self) -> dict[str, str]:
         """Library versions that change the bitstream; part of the results cache key."""
         return {}
 
-    def measure(self, image: np.ndarray, point: Any, data: bytes) -> dict[str, float]:
-        """Optional extra per-image numbers (e.g. estimated bits); harness stores them as is."""
-        return {}
+    def measure(self, image: np.ndarray, point: Any, data: bytes) -> JobMeasures:
+        """Optional: what the codec knows of the job it just ran (called after ``decode``, in
+        the same process, with the image, point and file of that job)."""
+        return JobMeasures()
 
-    def complexity(self, point: Any, height: int, width: int) -> dict[str, Any]:
-        """Optional: the cost of coding one height×width image at ``point``: ``enc_macs``,
-        ``dec_macs``, ``params``, ``decoder_bytes``, ``model`` (which network the point uses)
-        and ``uncounted`` (ops the counter skipped). Empty when the codec cannot say."""
-        return {}
+    def complexity(self, point: Any, height: int, width: int) -> Complexity | None:
+        """Optional: the cost of coding one height×width image at ``point``; None when the
+        codec cannot say."""
+        return None

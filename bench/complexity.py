@@ -161,11 +161,13 @@ def sequence_costs(seq: nn.Module, part: str) -> tuple[LayerCost, ...]:
     return tuple(costs)
 
 
-def last_forward_costs(model: nn.Module) -> GatedCosts:
-    """Costs of the latest forward of an :class:`~bench.models.ecg.ECGHyperprior`."""
-    batch = model.g_a.last_shapes[0][0][0]
+def last_forward_costs(model: nn.Module, parts: tuple[str, ...] | None = None) -> GatedCosts:
+    """Costs of the latest forward of an :class:`~bench.models.ecg.ECGHyperprior`, for its
+    ``parts`` (default: all; a decoder that has only run h_s and g_s asks for those)."""
+    parts = parts or model.PARTS
+    batch = getattr(model, parts[0]).last_shapes[0][0][0]
     bm = model.bm
-    return GatedCosts({p: sequence_costs(getattr(model, p), p) for p in model.PARTS},
+    return GatedCosts({p: sequence_costs(getattr(model, p), p) for p in parts},
                       bm_macs=batch * (bm.fc1.out_features + bm.fc2.in_features * bm.fc2.out_features))
 
 

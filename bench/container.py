@@ -26,7 +26,9 @@ trusts (model id, size, lengths) as well as the payload. compressai's rANS decod
 garbage into a plausible image without complaint, so the CRC is the only thing standing
 between a corrupted file and a silently wrong reconstruction: :func:`unpack` rejects every
 malformed input with :class:`~bench.codec.BitstreamError` before any entropy decoder sees
-a byte.
+a byte. A CRC is no defence against a forged file, though (anyone can recompute it): a size
+above the pixel cap (:mod:`bench.limits`, 8192 × 8192 by default) is refused too, so a
+header cannot make a decoder allocate tens of gigabytes.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import zlib
 from dataclasses import dataclass
 
 from bench.codec import BitstreamError
+from bench.limits import check_pixels
 
 MAGIC = b"LIC"
 VERSION = 3
@@ -146,6 +149,7 @@ def unpack(data: bytes) -> Container:
         raise BitstreamError("LIC container CRC32 mismatch: the file is corrupted")
     if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
         raise BitstreamError(f"implausible image size {height}×{width} in the header (allowed 1..{MAX_SIDE})")
+    check_pixels(height, width, "LIC container header")     # a valid CRC does not make the size honest
     streams, off = [], pos
     for length in lengths:
         streams.append(data[off:off + length])

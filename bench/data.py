@@ -1,6 +1,6 @@
 """Datasets: where to find them, how to check them, and how images become 8-bit RGB arrays.
 
-Lookup order for a named dataset: ``--data PATH`` (explicit), ``$BENCH_DATA/<name>``,
+Lookup order for a named dataset: an explicit folder (``open_dataset(name, explicit=PATH)``), ``$BENCH_DATA/<name>``,
 ``data/<name>`` in the checkout, the shared mirror ``../shared/data/<name>``, and last a
 download from the public source into ``data/<name>``, checked against the pinned SHA-256 sums
 in ``bench/checksums/``. Hub datasets (CLIC 2020/2021) load through Hugging Face ``datasets``.
@@ -20,19 +20,12 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image as PILImage
 
+from bench.hub import materialise_hub_dataset   # also registers the CLIC sets on the hub
 from bench.paths import LOCAL_DATA_DIR, SHARED_DATA_DIR
-from bench.registry import Registry
+from bench.dataspec import DATASETS, DatasetError, DatasetSpec, ImageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CHECKSUMS_DIR = Path(__file__).parent / "checksums"
-
-
-class DatasetError(Exception):
-    """A dataset that cannot be used as asked: missing, incomplete, altered or empty."""
-
-
-class ImageError(DatasetError):
-    """One image that cannot be used (corrupt, 16-bit, not an image); names the file."""
 
 
 @dataclass(frozen=True)
@@ -109,18 +102,6 @@ def read_checksums(path: Path) -> dict[str, str]:
             digest, name = line.split(maxsplit=1)
             out[name.lstrip("*").strip()] = digest.lower()
     return out
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    description: str
-    checksums: Path | None = None                      # pinned sums: the set is exactly these files
-    download: Callable[[Path], None] | None = None     # fetches the files into a folder
-    source: str = ""                                   # where a person can get it
-
-
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 
 def _download_files(urls: dict[str, str], dest: Path) -> None:
@@ -231,7 +212,6 @@ def open_dataset(name: str, explicit: Path | None = None, limit: int | None = No
                  allow_16bit: bool = False) -> Dataset:
     """A dataset by registry name, ``folder:PATH`` or ``hf:REPO[:SPLIT]``."""
     if name.startswith("hf:"):
-        from bench.hub import materialise_hub_dataset
         folder = materialise_hub_dataset(name[3:])
         return open_dataset(f"folder:{folder}", limit=limit, allow_16bit=allow_16bit)
     folder = locate_dataset_dir(name, explicit)
@@ -250,7 +230,3 @@ def open_dataset(name: str, explicit: Path | None = None, limit: int | None = No
     display = name if not name.startswith("folder:") else folder.name
     return Dataset(display, files[:limit] if limit else files, expected, allow_16bit)
 
-
-# The CLIC sets on the Hugging Face hub (clic2020-test, clic2021-valid, …) register themselves in
-# DATASETS; imported last because bench.hub imports DatasetError and DATASETS from here.
-import bench.hub  # noqa: E402,F401

@@ -8,19 +8,29 @@ import numpy as np
 from PIL import Image as PILImage
 
 from bench.codec import BitstreamError
+from bench.limits import check_declared_size
 from bench.submission import get_submission
 
 
-def decode_folder(bitstreams: Path, submission: str, out: Path) -> int:
-    """Decode every ``*.bin`` of ``bitstreams`` with the submission's codec into ``out/<id>.png``."""
+def decode_folder(bitstreams: Path, submission: str, out: Path,
+                  expected: dict[str, tuple[int, int]] | None = None) -> int:
+    """Decode every ``*.bin`` of ``bitstreams`` with the submission's codec into ``out/<id>.png``.
+
+    Each file's claimed size is checked before it is decoded: against the pixel cap, and
+    against ``expected[<id>]`` (height, width of the originals, e.g. from the dataset) when given.
+    """
     files = sorted(Path(bitstreams).glob("*.bin"))
     if not files:
         raise FileNotFoundError(f"{bitstreams}: no .bin files (give a row's 'bitstreams' folder)")
     codec = get_submission(submission).make_codec()
     out.mkdir(parents=True, exist_ok=True)
     for f in files:
+        data = f.read_bytes()
+        if expected is not None and f.stem not in expected:
+            raise BitstreamError(f"{f}: no image {f.stem!r} in the dataset to compare its size with")
+        check_declared_size(codec, data, expected[f.stem] if expected is not None else None, str(f))
         try:
-            img = np.asarray(codec.decode(f.read_bytes()))
+            img = np.asarray(codec.decode(data))
         except BitstreamError as e:
             raise BitstreamError(f"{f}: {e}") from None
         if img.dtype != np.uint8:

@@ -21,8 +21,8 @@ import uuid
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
-if TYPE_CHECKING:   # bench.runner imports torch: keep ``SchedulerError`` cheap to import
-    from bench.runner import Job
+if TYPE_CHECKING:   # bench.job imports torch: keep ``SchedulerError`` cheap to import
+    from bench.job import Job
     from bench.submission import Submission
 
 CONNECT_TIMEOUT_S = 10.0
@@ -38,9 +38,9 @@ def _connect_timeout() -> float:
 
 def _run_job(sub: Submission, content_hash: str, image, point: Any, path, threads: int) -> Any:
     """On a worker: one job; an exception comes back as the result (reported per job)."""
-    from bench.runner import Job, _safe_execute
+    from bench.job import Job, safe_execute
 
-    return _safe_execute(sub, content_hash, Job(image, point, path), threads)
+    return safe_execute(sub, content_hash, Job(image, point, path), threads)
 
 
 def _client(scheduler: str | None, n_workers: int):
@@ -109,7 +109,7 @@ def dask_map(sub: Submission, content_hash: str, jobs: list[Job], scheduler: str
         return
     from dask.distributed import as_completed
 
-    from bench.runner import default_threads
+    from bench.job import default_threads
 
     n_workers = max(1, n_workers)
     # torch threads per job: BENCH_THREADS, else this machine's cores shared among the local

@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data import DATASETS, DatasetError, DatasetSpec
+from bench.dataspec import DATASETS, DatasetError, DatasetSpec
 from bench.paths import LOCAL_DATA_DIR
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -18,9 +18,9 @@ from fractions import Fraction
 from typing import Any
 
 from bench.codec import OperatingPoints
-from bench.submission import POLICIES
 
 MODES = ("clic", "per-image")
+POLICIES = ("per-image", "shared")    # a manifest's rate_control.policy: a point per image, or one for all
 OBJECTIVES = ("msssim", "psnr")
 
 # MS-SSIM is undefined (NaN) for images smaller than its coarsest scale; such images do not count

@@ -38,13 +38,13 @@ import shutil
 import sys
 import time
 import traceback
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from bench.paths import REPO_ROOT, REPORTS_DIR, SUBMISSIONS_DIR
 from bench.profiles import PROFILES, Profile, materialise
+from bench.rd import as_float, bd_rate, overlap_share, usable_curve
 from bench.results import FORMAT_VERSION, atomic_write_text, read_csv
 
 BASELINES_DIR = REPORTS_DIR / "baselines"
@@ -152,7 +152,7 @@ class Verdict:
 
 def _clean(x: Any) -> Any:
     """JSON-safe (strict JSON has no inf/NaN): ±inf become the strings "inf"/"-inf" (lossless PSNR),
-    NaN becomes None; :func:`_num` reads both back."""
+    NaN becomes None; :func:`bench.rd.as_float` reads both back."""
     if isinstance(x, float):
         return x if math.isfinite(x) else (None if math.isnan(x) else ("inf" if x > 0 else "-inf"))
     if isinstance(x, dict):
@@ -160,16 +160,6 @@ def _clean(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_clean(v) for v in x]
     return x
-
-
-def _num(v: Any) -> float:
-    """A stored number as float; None or '' (a non-finite value or an absent one) → NaN."""
-    if v is None or v == "":
-        return math.nan
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 # ----------------------------------------------------------------------------------------- measuring
@@ -200,11 +190,11 @@ def measure(name: str, profile: Profile, folder: Path, images: dict, work_dir: P
     t0 = time.perf_counter()
     res = run_benchmark(name, f"folder:{folder}", targets=list(profile.targets), mode=profile.mode,
                         objective=profile.objective, jobs=profile.jobs, reports_dir=Path(work_dir),
-                        progress=False, report=False, log=data_log.append, submissions_root=Path(submissions_root))
+                        progress=False, log=data_log.append, submissions_root=Path(submissions_root))
     wall = time.perf_counter() - t0
     info = json.loads((res.run_dir / "run.json").read_text())
-    rd = [{"point": r["point"], "bytes": int(r["bytes"]), "bpp": _num(r["bpp"]), "psnr": _num(r["psnr"]),
-           "msssim": _num(r["msssim"]), "msssim_db": _num(r["msssim_db"])}
+    rd = [{"point": r["point"], "bytes": int(r["bytes"]), "bpp": as_float(r["bpp"]), "psnr": as_float(r["psnr"]),
+           "msssim": as_float(r["msssim"]), "msssim_db": as_float(r["msssim_db"])}
           for r in read_csv(res.run_dir / "rd.csv")]
     targets = []
     for r in res.rows:
@@ -228,43 +218,6 @@ def measure(name: str, profile: Profile, folder: Path, images: dict, work_dir: P
 
 
 # ----------------------------------------------------------------------------------------- comparing
-
-def usable_curve(rd: Iterable[dict], metric: str) -> list[tuple[float, float]]:
-    """(bpp, quality) with finite values, cheapest first, keeping only points that buy quality:
-    a point with more bits and no more quality than a cheaper one is dropped (pchip needs a
-    strictly monotone curve, and such a point is never an operating choice)."""
-    pts = sorted((_num(r.get("bpp")), _num(r.get(metric))) for r in rd)
-    out: list[tuple[float, float]] = []
-    for b, q in pts:
-        if not (math.isfinite(b) and math.isfinite(q) and b > 0):
-            continue
-        if out and q <= out[-1][1]:
-            continue
-        if out and b == out[-1][0]:
-            out.pop()
-        out.append((b, q))
-    return out
-
-
-def overlap_share(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float:
-    """Overlap of the two curves' quality ranges as a share of their joint range."""
-    qa, qb = [q for _, q in a], [q for _, q in b]
-    lo, hi = max(min(qa), min(qb)), min(max(qa), max(qb))
-    span = max(max(qa), max(qb)) - min(min(qa), min(qb))
-    return max(hi - lo, 0.0) / span if span > 0 else 0.0
-
-
-def bd_rate(base: list[tuple[float, float]], cur: list[tuple[float, float]]) -> float:
-    """BD-rate in percent of ``cur`` against ``base`` (positive: more bits for the same quality);
-    log-rate, pchip, over the overlapping quality range (``bjontegaard``)."""
-    import bjontegaard
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # overlap is judged (and reported) by the caller
-        return float(bjontegaard.bd_rate([b for b, _ in base], [q for _, q in base], [b for b, _ in cur],
-                                         [q for _, q in cur], method="pchip", require_matching_points=False,
-                                         min_overlap=0))
-
 
 def _delta(cur: float, base: float) -> float:
     """cur - base; equal infinities (lossless PSNR) and NaN in both (undefined in both) are no change."""
@@ -316,16 +269,16 @@ def _compare_curve(sv: SubmissionVerdict, base: dict, cur: dict, label: str, bd_
         sv.add(Check(sv.name, f"{label} points", None, None, None, "", "FAIL",
                      f"operating point(s) {', '.join(lost)} of the baseline are missing from the current RD curve"))
     for k, rb, rc in matched:
-        d_rate = (_num(rc["bpp"]) / _num(rb["bpp"]) - 1) * 100 if _num(rb["bpp"]) > 0 else math.nan
-        d_q = _delta(_num(rc[pt_metric]), _num(rb[pt_metric]))
+        d_rate = (as_float(rc["bpp"]) / as_float(rb["bpp"]) - 1) * 100 if as_float(rb["bpp"]) > 0 else math.nan
+        d_q = _delta(as_float(rc[pt_metric]), as_float(rb[pt_metric]))
         worse_rate, worse_q = d_rate > thr["bd_rate"], d_q < -q_thr
         bad = (worse_rate and not d_q > 0) or (worse_q and not d_rate < 0) or not (math.isfinite(d_rate)
                                                                                   and not math.isnan(d_q))
         sv.add(Check(sv.name, f"{label} @ point {k}", None, None,
                      f"bpp {d_rate:+.3f}%, {pt_metric} {d_q:+.4g}", f"{limit}, {_limit_text(pt_metric, q_thr)}",
                      "FAIL" if bad else "ok",
-                     f"bpp {_num(rb['bpp']):.4f} → {_num(rc['bpp']):.4f}, {pt_metric} {_num(rb[pt_metric]):.4f} → "
-                     f"{_num(rc[pt_metric]):.4f}" if bad else ""))
+                     f"bpp {as_float(rb['bpp']):.4f} → {as_float(rc['bpp']):.4f}, {pt_metric} {as_float(rb[pt_metric]):.4f} → "
+                     f"{as_float(rc[pt_metric]):.4f}" if bad else ""))
 
 
 def _compare_targets(sv: SubmissionVerdict, base: dict, cur: dict, thr: dict[str, float]) -> None:
@@ -351,10 +304,10 @@ def _compare_targets(sv: SubmissionVerdict, base: dict, cur: dict, thr: dict[str
             continue
         if sb != "ok" and sc == "ok":
             sv.add(Check(sv.name, f"{label} status", sb, sc, None, "", "note",
-                         f"was {sb} (lowest {_num(rb.get('lowest_bpp')):.4f} bpp), now reaches the target"))
+                         f"was {sb} (lowest {as_float(rb.get('lowest_bpp')):.4f} bpp), now reaches the target"))
             continue
         if sb != "ok":
-            lb, lc = _num(rb.get("lowest_bpp")), _num(rc.get("lowest_bpp"))
+            lb, lc = as_float(rb.get("lowest_bpp")), as_float(rc.get("lowest_bpp"))
             up = lc > lb * (1 + thr["bd_rate"] / 100)
             sv.add(Check(sv.name, f"{label} status", sb, sc, None, "", "warn" if up else "ok",
                          f"infeasible in both; the lowest reachable rate rose {lb:.4f} → {lc:.4f} bpp" if up else
@@ -363,7 +316,7 @@ def _compare_targets(sv: SubmissionVerdict, base: dict, cur: dict, thr: dict[str
         sv.add(Check(sv.name, f"{label} status", sb, sc, None, "", "ok"))
         worse = False
         for metric in ("msssim", "psnr"):
-            vb, vc = _num(rb.get(metric)), _num(rc.get(metric))
+            vb, vc = as_float(rb.get(metric)), as_float(rc.get(metric))
             d = _delta(vc, vb)
             if math.isnan(d):
                 res = "ok" if math.isnan(vb) and math.isnan(vc) else "FAIL"
@@ -374,7 +327,7 @@ def _compare_targets(sv: SubmissionVerdict, base: dict, cur: dict, thr: dict[str
             worse |= bad
             sv.add(Check(sv.name, f"{label} {metric}", vb, vc, d, _limit_text(metric, thr[metric]),
                          "FAIL" if bad else "ok",
-                         f"{vb:.5f} → {vc:.5f} at {_num(rc.get('bpp')):.4f} bpp (budget {rc.get('budget_bytes')} B)"
+                         f"{vb:.5f} → {vc:.5f} at {as_float(rc.get('bpp')):.4f} bpp (budget {rc.get('budget_bytes')} B)"
                          if bad else ""))
         hb, hc = (rb.get("bitstreams") or {}), (rc.get("bitstreams") or {})
         if hb.get("sha256") and hb.get("sha256") == hc.get("sha256"):
@@ -382,7 +335,7 @@ def _compare_targets(sv: SubmissionVerdict, base: dict, cur: dict, thr: dict[str
         else:
             fb, fc = hb.get("files", {}), hc.get("files", {})
             changed = sum(1 for n in set(fb) | set(fc) if fb.get(n) != fc.get(n))
-            same_rd = all(_delta(_num(rc.get(m)), _num(rb.get(m))) == 0 for m in ("bytes", "msssim", "psnr"))
+            same_rd = all(_delta(as_float(rc.get(m)), as_float(rb.get(m))) == 0 for m in ("bytes", "msssim", "psnr"))
             why = "RD unchanged" if same_rd else ("RD worse, see above" if worse else "RD within thresholds")
             sv.add(Check(sv.name, f"{label} bitstreams", (hb.get("sha256") or "-")[:12], (hc.get("sha256") or "-")[:12],
                          f"{changed}/{max(len(fb), len(fc))} files", "", "note",
@@ -415,7 +368,7 @@ def _compare_context(sv: SubmissionVerdict, base: dict, cur: dict) -> bool:
     if hb != hc:
         sv.add(Check(sv.name, "submission content", hb, hc, None, "", "note",
                      "the submission's content hash changed (manifest, code or library versions)"))
-    tb, tc = _num((base.get("timings") or {}).get("wall_s")), _num((cur.get("timings") or {}).get("wall_s"))
+    tb, tc = as_float((base.get("timings") or {}).get("wall_s")), as_float((cur.get("timings") or {}).get("wall_s"))
     sv.add(Check(sv.name, "wall time (s)", tb, tc, None, "reported only", "ok" if math.isfinite(tb) else "n/a"))
     return True
 
@@ -450,13 +403,61 @@ def write_baseline(path: Path, snapshot: dict) -> None:
     atomic_write_text(Path(path), json.dumps(_clean(snapshot), indent=1, allow_nan=False) + "\n")
 
 
+def _gate_one(name: str, prof: Profile, folder: Path, images: dict, work: Path, base_dir: Path,
+              thr: dict[str, float], update: bool, submissions_root: Path, log: Callable[[str], None]) -> SubmissionVerdict:
+    """Run one submission on the profile and judge it against its baseline (or write the baseline)."""
+    s0 = time.perf_counter()
+    path = base_dir / f"{name}.json"
+    rel = str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+    try:
+        cur = measure(name, prof, folder, images, work, submissions_root, log)
+    except Exception as e:  # noqa: BLE001 - a submission that cannot run is a gate failure, not a crash
+        sv = SubmissionVerdict(name, status="error", baseline_path=rel)
+        last = traceback.format_exception_only(type(e), e)[-1].strip()
+        sv.add(Check(name, "run", None, None, None, "", "FAIL", f"the run failed: {last}"))
+        sv.seconds = time.perf_counter() - s0
+        return sv
+    if path.exists():
+        try:
+            sv = compare(load_baseline(path), cur, thr)
+        except (ValueError, KeyError, TypeError) as e:
+            sv = SubmissionVerdict(name, current=cur)
+            sv.add(Check(name, "baseline", None, None, None, "", "FAIL",
+                         f"{rel} is unreadable ({type(e).__name__}: {e}); {create_command(name)}"))
+            sv.status = "fail"
+    else:
+        sv = SubmissionVerdict(name, status="missing", current=cur)
+        sv.add(Check(name, "baseline", "missing", None, None, "", "FAIL",
+                     f"no baseline for submission '{name}' at {rel}; create it with: {create_command(name)}"))
+    sv.baseline_path = rel
+    if update:
+        write_baseline(path, cur)
+        sv.status = "updated"
+        log(f"[regress] {name}: baseline written to {rel}")
+    sv.seconds = time.perf_counter() - s0
+    return sv
+
+
+def _report(verdict: Verdict, dataset_dir: Path, log: Callable[[str], None]) -> str:
+    """The profile folder's HTML report with the gate's section; '' when it cannot be built."""
+    try:
+        from bench.report import build_report
+
+        out = build_report(dataset_dir, extra_sections=[(f"Regression gate ({verdict.profile} profile)",
+                                                         html_section(verdict))])
+        return str(out["html"])
+    except Exception as e:  # noqa: BLE001 - the report is an extra; the verdict stands without it
+        log(f"[regress] warning: the HTML report could not be built ({type(e).__name__}: {e})")
+        return ""
+
+
 def run_gate(profile: str | Profile = "fast", submissions: Iterable[str] | None = None, *, update: bool = False,
              thresholds: str | dict | None = None, baselines_dir: Path = BASELINES_DIR,
              work_dir: Path | None = None, submissions_root: Path = SUBMISSIONS_DIR, report: bool = True,
              log: Callable[[str], None] = print) -> Verdict:
     """Run the gate (or, with ``update``, rewrite the baselines) and return the verdict; also
     writes ``verdict.json`` and, with ``report``, the HTML section into the work folder."""
-    from bench.submission import discover
+    from bench.submission import discover, get_submission
 
     t0 = time.perf_counter()
     prof = PROFILES.get(profile) if isinstance(profile, str) else profile
@@ -466,59 +467,24 @@ def run_gate(profile: str | Profile = "fast", submissions: Iterable[str] | None 
     available = list(discover(Path(submissions_root)))
     names = list(submissions) if submissions else available
     for n in names:
-        discover(Path(submissions_root)).get(n)   # unknown names: a RegistryError with "did you mean"
+        get_submission(n, Path(submissions_root))   # unknown: "did you mean"; still training: says so
+    training = sorted(set(discover(Path(submissions_root), include_training=True)) - set(available))
+    if training and not submissions:
+        log(f"[regress] skipped (status = \"training\" in the manifest, no weights yet): {', '.join(training)}")
     folder, images = materialise(prof, work)
     runs = work / prof.dataset_name / "runs"
     if runs.is_dir():
         shutil.rmtree(runs)   # the report then shows exactly this gate run
     log(f"[regress] profile {prof.name}: {len(images)} images in {folder}, targets "
         f"{', '.join(f'{t:g}' for t in prof.targets)} ({prof.mode}); baselines in {base_dir}")
-    verdicts = []
-    for name in names:
-        s0 = time.perf_counter()
-        path = base_dir / f"{name}.json"
-        rel = str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
-        try:
-            cur = measure(name, prof, folder, images, work, submissions_root, log)
-        except Exception as e:  # noqa: BLE001 - a submission that cannot run is a gate failure, not a crash
-            sv = SubmissionVerdict(name, status="error", baseline_path=rel)
-            last = traceback.format_exception_only(type(e), e)[-1].strip()
-            sv.add(Check(name, "run", None, None, None, "", "FAIL", f"the run failed: {last}"))
-            sv.seconds = time.perf_counter() - s0
-            verdicts.append(sv)
-            continue
-        if path.exists():
-            try:
-                sv = compare(load_baseline(path), cur, thr)
-            except (ValueError, KeyError, TypeError) as e:
-                sv = SubmissionVerdict(name, current=cur)
-                sv.add(Check(name, "baseline", None, None, None, "", "FAIL",
-                             f"{rel} is unreadable ({type(e).__name__}: {e}); {create_command(name)}"))
-                sv.status = "fail"
-        else:
-            sv = SubmissionVerdict(name, status="missing", current=cur)
-            sv.add(Check(name, "baseline", "missing", None, None, "", "FAIL",
-                         f"no baseline for submission '{name}' at {rel}; create it with: {create_command(name)}"))
-        sv.baseline_path = rel
-        if update:
-            write_baseline(path, cur)
-            sv.status = "updated"
-            log(f"[regress] {name}: baseline written to {rel}")
-        sv.seconds = time.perf_counter() - s0
-        verdicts.append(sv)
+    verdicts = [_gate_one(name, prof, folder, images, work, base_dir, thr, update, submissions_root, log)
+                for name in names]
     stale = sorted(p.stem for p in base_dir.glob("*.json") if p.stem not in available) if base_dir.is_dir() else []
     bad = [v for v in verdicts if v.status in ("fail", "missing", "error")]
     verdict = Verdict(prof.name, not bad, update, thr, verdicts, stale,
                       str(base_dir), str(work), time.perf_counter() - t0)
     if report:
-        try:
-            from bench.report import build_report
-
-            out = build_report(work / prof.dataset_name, extra_sections=[(f"Regression gate ({prof.name} profile)",
-                                                                          html_section(verdict))])
-            verdict.report = str(out["html"])
-        except Exception as e:  # noqa: BLE001 - the report is an extra; the verdict stands without it
-            log(f"[regress] warning: the HTML report could not be built ({type(e).__name__}: {e})")
+        verdict.report = _report(verdict, work / prof.dataset_name, log)
     verdict.seconds = time.perf_counter() - t0
     atomic_write_text(work / "verdict.json", json.dumps(_clean(verdict.to_json()), indent=1) + "\n")
     return verdict
@@ -595,42 +561,30 @@ def _plot(sv: SubmissionVerdict) -> str:
     """Baseline and current RD curves (MS-SSIM dB and PSNR) on one figure, as a data URI."""
     import base64
 
+    import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
+    from bench.report.plots import Series, draw_rd
 
     fig = Figure(figsize=(9.0, 3.6), dpi=100)
     FigureCanvasAgg(fig)
     targets = sorted({float(r["target_bpp"]) for snap in (sv.baseline, sv.current) if snap for r in snap["targets"]})
-    xmax = max(0.5, 1.5 * max(targets, default=0.0))
-    styles = (("baseline", sv.baseline, dict(color="0.55", ls="-", lw=3.5, alpha=0.6, marker="s", ms=6)),
-              ("current", sv.current, dict(color="#d62728", ls="-", lw=1.3, marker="o", ms=3.5)))
+    styles = (("baseline", sv.baseline, dict(color="0.55", ls="-", lw=3.5, alpha=0.6, marker="s", ms=6), 13),
+              ("current", sv.current, dict(color="#d62728", ls="-", lw=1.3, marker="o", ms=3.5), 9))
     for i, (label, metric, _) in enumerate(CURVES):
-        ax = fig.add_subplot(1, 2, i + 1)
-        seen: list[float] = []
-        for name, snap, style in styles:
+        series = []
+        for name, snap, style, star in styles:
             if not snap:
                 continue
-            pts = sorted((_num(r["bpp"]), _num(r[metric])) for r in snap["rd"])
-            pts = [(b, q) for b, q in pts if math.isfinite(b) and math.isfinite(q)]
-            if pts:
-                ax.plot([b for b, _ in pts], [q for _, q in pts], label=f"{name} RD", **style)
-            ok = [(_num(r["bpp"]), _num(r[metric])) for r in snap["targets"] if r["status"] == "ok"]
-            ok = [(b, q) for b, q in ok if math.isfinite(b) and math.isfinite(q)]
-            if ok:
-                ax.plot([b for b, _ in ok], [q for _, q in ok], ls="none", marker="*", ms=13 if name == "baseline"
-                        else 9, mec="black", mew=0.6, color=style["color"], label=f"{name} at targets")
-            seen += [q for b, q in pts + ok if b <= xmax]
-        for t in targets:
-            ax.axvline(t, color="0.6", ls=":", lw=0.8)
-        ax.set_xlim(0, xmax)
-        if seen:
-            pad = max((max(seen) - min(seen)) * 0.06, 0.3)
-            ax.set_ylim(min(seen) - pad, max(seen) + pad)
-        else:
-            ax.text(0.5, 0.5, "no finite RD points", transform=ax.transAxes, ha="center", color="0.5")
-        ax.set_xlabel("bpp")
-        ax.set_ylabel(f"{label} (dB)")
-        ax.grid(True, color="0.9")
+            ok = [r for r in snap["targets"] if r["status"] == "ok"]
+            series += [Series(np.array([as_float(r["bpp"]) for r in snap["rd"]]),
+                              np.array([as_float(r[metric]) for r in snap["rd"]]), f"{name} RD", style),
+                       Series(np.array([as_float(r["bpp"]) for r in ok]), np.array([as_float(r[metric]) for r in ok]),
+                              f"{name} at targets", dict(ls="none", marker="*", ms=star, mec="black", mew=0.6,
+                                                         color=style["color"]), clip=False)]
+        ax = fig.add_subplot(1, 2, i + 1)
+        draw_rd(ax, series, targets, max(0.5, 1.5 * max(targets, default=0.0)), f"{label} (dB)")
         if i == 0 and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(sv.name, fontsize=10, x=0.02, ha="left")

@@ -157,15 +157,6 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def device_label() -> str:
-    """``cuda:<name>`` when a GPU is used, else ``cpu (N threads)``: CPU time is never labelled GPU time."""
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda ({torch.cuda.get_device_name(0)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
-
-
 def environment() -> dict[str, Any]:
     return {"python": platform.python_version(), "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}

@@ -2,7 +2,7 @@
 
 Flow: dataset → images; runner (cached) ← rate control asks for points; each selection →
 a bitstream folder with exactly one file per image, a leaderboard row and per-image rows;
-the full RD curve → rd.csv; run.json; then the dataset's report is rebuilt.
+the full RD curve → rd.csv; run.json. The caller (the CLI) rebuilds the dataset's report.
 """
 
 from __future__ import annotations
@@ -12,12 +12,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.budget_note import budget_note
+from bench.codec import Codec, JobMeasures, measure_columns
 from bench.data import Dataset, DatasetError, Image, open_dataset
 from bench.metrics import aggregate
 from bench.paths import REPO_ROOT, REPORTS_DIR, SUBMISSIONS_DIR
 from bench.ratecontrol import Selection, rate_control
 from bench.results import PER_IMAGE_COLUMNS, RD_COLUMNS, ROW_COLUMNS, merge_rows, run_info, write_csv, write_json
-from bench.runner import Runner, point_key
+from bench.job import point_key
+from bench.runner import Runner
 from bench.submission import Submission, get_submission
 
 DEFAULT_TARGETS = (0.075, 0.15, 0.3)
@@ -88,34 +91,13 @@ def _row(sub: Submission, dataset: str, sel: Selection, images: list[Image], fol
 
 
 def learned_columns(codec: Codec, sel: Selection, images: list[Image]) -> dict:
-    """Complexity and rate-accounting columns for codecs that report them (learned ones).
-
-    kMAC/pixel is summed over the images (each at its padded size) per original pixel; params
-    and decoder bytes add up over the distinct models the row uses (a multi-model decoder
-    must hold them all); rate overhead compares the whole files with −log2 of the likelihoods.
-    Channel-gated codecs also report each image's effective MACs (``x_eff_enc_macs``, ...):
-    those give ``eff_enc_kmac_px`` / ``eff_dec_kmac_px`` on the same per-pixel scale.
-    """
-    cols: dict = {}
+    """Complexity and rate-accounting columns for codecs that report them (learned ones):
+    the codec's :class:`~bench.codec.Complexity` per image and the :class:`~bench.codec.JobMeasures`
+    stored in each chosen record, summed up by :func:`bench.codec.measure_columns`."""
     recs = [sel.chosen[im.id] for im in images]
     costs = [codec.complexity(r["point"], im.height, im.width) for r, im in zip(recs, images)]
-    if costs and all(costs):
-        pixels = sum(im.num_pixels for im in images)
-        models = {c["model"]: c for c in costs}
-        cols |= {"enc_kmac_px": sum(c["enc_macs"] for c in costs) / pixels / 1000,
-                 "dec_kmac_px": sum(c["dec_macs"] for c in costs) / pixels / 1000,
-                 "params": sum(m["params"] for m in models.values()),
-                 "decoder_bytes": sum(m["decoder_bytes"] for m in models.values()), "models_used": len(models),
-                 "uncounted_ops": " ".join(sorted({op for c in costs for op in c["uncounted"]})) or "none"}
-    if all("x_est_bits" in r for r in recs):
-        est = sum(r["x_est_bits"] for r in recs)
-        cols |= {"rate_overhead_pct": 100 * (sum(r["bytes"] * 8 for r in recs) - est) / est,
-                 "rate_overhead_max_pct": max(r["x_overhead_pct"] for r in recs)}
-    if recs and all("x_eff_enc_macs" in r and "x_eff_dec_macs" in r for r in recs):
-        pixels = sum(im.num_pixels for im in images)
-        cols |= {"eff_enc_kmac_px": sum(r["x_eff_enc_macs"] for r in recs) / pixels / 1000,
-                 "eff_dec_kmac_px": sum(r["x_eff_dec_macs"] for r in recs) / pixels / 1000}
-    return cols
+    return measure_columns(costs, [JobMeasures.from_record(r) for r in recs], [r["bytes"] for r in recs],
+                           sum(im.num_pixels for im in images))
 
 
 def rd_curve(sub: Submission, runner: Runner, images: list[Image]) -> list[dict]:
@@ -134,11 +116,13 @@ def rd_curve(sub: Submission, runner: Runner, images: list[Image]) -> list[dict]
 def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGETS, mode: str = "clic",
                   objective: str = "msssim", jobs: int = 1, limit: int | None = None,
                   reports_dir: Path = REPORTS_DIR, backend: str = "joblib", scheduler: str | None = None,
-                  progress: bool = True, report: bool = True, log=print,
-                  submissions_root: Path = SUBMISSIONS_DIR) -> RunResult:
+                  progress: bool = True, log=print, submissions_root: Path = SUBMISSIONS_DIR,
+                  allow_16bit: bool = False) -> RunResult:
+    """Run ``submission`` on ``dataset`` and write ``runs/<submission>/``; the caller rebuilds the
+    dataset's report (:func:`bench.report.build_report`) when it wants the page updated."""
     t0 = time.perf_counter()
     sub = get_submission(submission, submissions_root)
-    ds = open_dataset(dataset, limit=limit)
+    ds = open_dataset(dataset, limit=limit, allow_16bit=allow_16bit)
     images, errors = load_images(ds, log)
     dataset_dir = Path(reports_dir) / ds.name
     run_dir = dataset_dir / "runs" / sub.name
@@ -160,12 +144,14 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
         rows.append(_row(sub, ds.name, sel, images, folder, info, device))
         if sel.status == "ok":
             rows[-1] |= learned_columns(codec, sel, images)
+            why = budget_note(sel, sub.points, sub.policy, sum(im.num_pixels for im in images), runner.cached)
+            if why:
+                rows[-1] |= {"budget_limited": True, "note": "; ".join(n for n in (rows[-1]["note"], why) if n)}
         for im in images:
             if im.id in sel.chosen:
                 r = sel.chosen[im.id]
                 per_image.append({"submission": sub.name, "dataset": ds.name, "target_bpp": sel.target_bpp,
                                   "mode": sel.mode, **{k: r[k] for k in PER_IMAGE_COLUMNS[4:] if k in r},
-                                  "est_bits": r.get("x_est_bits"), "overhead_pct": r.get("x_overhead_pct"),
                                   "point": point_key(r["point"]),
                                   "file": str((folder / f"{im.id}.bin").relative_to(REPO_ROOT))
                                   if folder.is_relative_to(REPO_ROOT) else str(folder / f"{im.id}.bin")})
@@ -175,10 +161,6 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
               PER_IMAGE_COLUMNS)
     write_csv(run_dir / "rd.csv", rd_curve(sub, runner, images), RD_COLUMNS)
     write_json(run_dir / "run.json", info)
-    if report:
-        from bench.report import build_report
-
-        build_report(dataset_dir)
     return RunResult(run_dir, rows, runner.computed, time.perf_counter() - t0, errors)
 
 

@@ -3,6 +3,10 @@
 A manifest names the codec class (``module:Class``; a module that is a ``.py`` file in the
 submission folder is loaded from there), its ``[params]``, its ``[operating_points]`` and an
 optional ``[rate_control]`` policy. Every error names the file and the offending field.
+
+``status = "training"`` marks a submission whose weights are still being trained: discovery
+(runs, the regression gate, the shipped-manifest checks) leaves it out until it says
+``"ready"`` (the default); ``discover(include_training=True)`` lists it.
 """
 
 from __future__ import annotations
@@ -21,14 +25,16 @@ from typing import Any
 
 from bench.codec import Codec, OperatingPoints
 from bench.paths import SUBMISSIONS_DIR
+from bench.ratecontrol import POLICIES
 from bench.registry import Registry
+from bench.sources import source_closure
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 MAX_GRID = 256
-TOP_FIELDS = {"name", "description", "codec", "params", "operating_points", "rate_control"}
-POLICIES = ("per-image", "shared")
+TOP_FIELDS = {"name", "description", "codec", "params", "operating_points", "rate_control", "status"}
+STATUSES = ("ready", "training")
 
 
 class SubmissionError(ValueError):
@@ -44,6 +50,7 @@ class Submission:
     params: dict[str, Any] = field(default_factory=dict)
     points: OperatingPoints = OperatingPoints("discrete", (0,))
     policy: str = "per-image"   # CLIC mode: choose a point per image, or one point for all ("shared")
+    status: str = "ready"       # "training": no weights yet, left out of discovery
 
     def codec_class(self) -> type[Codec]:
         return load_codec_class(self.codec_ref, self.root)
@@ -58,7 +65,8 @@ class Submission:
 
     def content_hash(self) -> str:
         """Changes whenever anything that can change a bitstream changes: the submission folder
-        (manifest, weights, local code), the codec's source file and its library versions."""
+        (manifest, weights, local code), the codec's module and every module of this project it
+        imports (:func:`bench.sources.source_closure`), and its library versions."""
         h = hashlib.sha256()
         for p in sorted(self.root.rglob("*")):
             if p.is_file() and p.name != "README.md" and "__pycache__" not in p.parts:
@@ -67,7 +75,11 @@ class Submission:
         cls = self.codec_class()
         src = inspect.getsourcefile(cls)
         if src:
-            h.update(Path(src).read_bytes())
+            package_root = Path(__file__).resolve().parent
+            for f in source_closure(Path(src), package_root):
+                name = f.relative_to(package_root) if f.is_relative_to(package_root) else f.name
+                h.update(str(name).encode())
+                h.update(f.read_bytes())
         h.update(repr(sorted(cls(self.params, self.root).versions().items())).encode())
         return h.hexdigest()[:16]
 
@@ -185,6 +197,9 @@ def load_manifest(path: Path) -> Submission:
     policy = rc.get("policy", "per-image")
     if policy not in POLICIES:
         raise SubmissionError(f"{where}: field 'rate_control.policy' must be one of {POLICIES}, got {policy!r}")
+    status = raw.get("status", "ready")
+    if status not in STATUSES:
+        raise SubmissionError(f"{where}: field 'status' must be one of {STATUSES}, got {status!r}")
     return Submission(
         name=name,
         description=_expect(raw["description"], str, where, "description").strip(),
@@ -193,15 +208,18 @@ def load_manifest(path: Path) -> Submission:
         params=_expect(raw.get("params", {}), dict, where, "params"),
         points=parse_points(raw["operating_points"], where),
         policy=policy,
+        status=status,
     )
 
 
-def discover(root: Path = SUBMISSIONS_DIR) -> Registry[Submission]:
-    """All submissions under ``root``; a broken manifest stops discovery with its error."""
+def discover(root: Path = SUBMISSIONS_DIR, include_training: bool = False) -> Registry[Submission]:
+    """All submissions under ``root`` (those still training only with ``include_training``);
+    a broken manifest stops discovery with its error."""
     reg: Registry[Submission] = Registry("submission")
     for manifest in sorted(Path(root).glob("*/submission.toml")):
         sub = load_manifest(manifest)
-        reg.add(sub.name, sub)
+        if include_training or sub.status != "training":
+            reg.add(sub.name, sub)
     return reg
 
 
@@ -209,4 +227,9 @@ def get_submission(name: str, root: Path = SUBMISSIONS_DIR) -> Submission:
     if not NAME_RE.match(name or ""):
         raise SubmissionError(f"submission name {name!r} is not a plain name (letters, digits, '_', '-'); "
                               "submissions live in folders directly under submissions/")
-    return discover(root).get(name)
+    sub = discover(root, include_training=True).get(name)
+    if sub.status == "training":
+        raise SubmissionError(f"submission {name!r} is still training (status = \"training\" in "
+                              f"{sub.root / 'submission.toml'}): it has no weights to run yet; train it "
+                              f"(make train SUBMISSION={name}) and set status = \"ready\"")
+    return sub

@@ -14,16 +14,22 @@ import numpy as np
 from bench.data import open_dataset
 from bench.metrics import image_metrics, msssim_db, psnr_from_mse
 from bench.paths import REPO_ROOT
+from bench.report.studies import VERIFY_CSV
 from bench.results import read_csv, write_csv
-from bench.runner import decoded_hash, device_label
+from bench.job import decoded_hash, device_label
+from bench.limits import check_declared_size
 from bench.submission import get_submission
 
 
+def _run_files(dataset_dir: Path, name: str) -> list[dict]:
+    """Every run's stored ``name`` (rows.csv or per_image.csv) under ``runs/``, concatenated:
+    verify reads the runs themselves, not the report built from them."""
+    return [r for path in sorted((Path(dataset_dir) / "runs").glob(f"*/{name}")) for r in read_csv(path)]
+
+
 def _recorded_hashes(dataset_dir: Path) -> dict[tuple, str]:
-    path = Path(dataset_dir) / "per_image.csv"
-    rows = read_csv(path) if path.exists() else []
     return {(r["submission"], r["mode"], float(r["target_bpp"]), r["image_id"]): r["decoded_sha256"]
-            for r in rows if r.get("decoded_sha256")}
+            for r in _run_files(dataset_dir, "per_image.csv") if r.get("decoded_sha256")}
 
 
 def _run_threads(device: str) -> int | None:
@@ -33,7 +39,7 @@ def _run_threads(device: str) -> int | None:
 
 
 def verify_dataset(reports_dir: Path, dataset: str, submissions: list[str] | None = None) -> list[dict]:
-    """One line per ok row of ``reports_dir/<dataset name>/leaderboard.csv``: bytes on disk vs
+    """One line per ok row of the dataset's runs (``runs/*/rows.csv``): bytes on disk vs
     reported, PSNR / MS-SSIM recomputed vs reported, decoded fingerprints vs recorded.
 
     A CPU row is decoded with the thread count it was run with: the decoder's float sums
@@ -51,7 +57,7 @@ def verify_dataset(reports_dir: Path, dataset: str, submissions: list[str] | Non
         out = _verify_rows(dataset_dir, originals, recorded, submissions, default_threads)
     finally:
         torch.set_num_threads(default_threads)
-    write_csv(Path(dataset_dir) / "verify.csv", out)
+    write_csv(Path(dataset_dir) / VERIFY_CSV, out)
     return out
 
 
@@ -60,7 +66,7 @@ def _verify_rows(dataset_dir: Path, originals: dict, recorded: dict, submissions
     import torch
 
     out = []
-    for row in read_csv(Path(dataset_dir) / "leaderboard.csv"):
+    for row in _run_files(dataset_dir, "rows.csv"):
         if row["status"] != "ok" or (submissions and row["submission"] not in submissions):
             continue
         torch.set_num_threads(_run_threads(row.get("device", "")) or default_threads)
@@ -74,7 +80,9 @@ def _verify_rows(dataset_dir: Path, originals: dict, recorded: dict, submissions
         identical = compared = 0
         for f in files:
             orig = originals[f.stem].pixels
-            decoded = np.asarray(codec.decode(f.read_bytes()))
+            data = f.read_bytes()
+            check_declared_size(codec, data, orig.shape[:2], str(f))     # a forged size is not decoded
+            decoded = np.asarray(codec.decode(data))
             want = recorded.get((row["submission"], row["mode"], float(row["target_bpp"]), f.stem))
             if want:
                 compared += 1
@@ -96,28 +104,3 @@ def _verify_rows(dataset_dir: Path, originals: dict, recorded: dict, submissions
                     "bit_identical": f"{identical}/{compared}" if compared else "not recorded",
                     "run_device": row.get("device", ""), "verify_device": device})
     return out
-
-
-def _diff(value: str) -> str:
-    try:
-        return f"{float(value):.4f}"
-    except ValueError:
-        return "no files"
-
-
-def verify_html(csv_path: Path) -> str:
-    """verify.csv as an HTML fragment for the dataset's report page."""
-    import html
-
-    rows = read_csv(csv_path)
-    body = "".join(
-        f"<tr><td>{html.escape(r['submission'])}</td><td>{html.escape(r['mode'])}</td><td>{r['target_bpp']}</td>"
-        f"<td>{r['files']}/{r['images']}</td><td>{'yes' if r['bytes_on_disk'] == r['bytes_reported'] else 'NO'}</td>"
-        f"<td>{_diff(r['psnr_diff_db'])}</td><td>{html.escape(r.get('bit_identical') or 'not recorded')}</td>"
-        f"<td>{html.escape(r.get('run_device') or '')}</td><td>{html.escape(r.get('verify_device') or '')}</td></tr>"
-        for r in rows)
-    return ("<p>Every ok row decoded again from its files by <code>python -m bench verify</code>, in a new process: "
-            "file count, bytes, PSNR difference to the reported value, and decoded images bit-identical to those "
-            "of the run (fingerprints recorded at run time).</p><table><thead><tr><th>submission</th><th>mode</th>"
-            "<th>target</th><th>files</th><th>bytes match</th><th>|ΔPSNR| dB</th><th>bit-identical</th>"
-            f"<th>run device</th><th>verify device</th></tr></thead><tbody>{body}</tbody></table>")

@@ -90,7 +90,7 @@ def one_run(name: str, dataset: str, jobs: int, limit: int | None, tmp: Path) ->
     reports = tmp / f"reports-{name}-{dataset}-{jobs}"
     t0 = time.perf_counter()
     res = run_benchmark(name, dataset, targets=TARGETS, jobs=jobs, limit=limit, reports_dir=reports,
-                        progress=False, report=False, log=lambda *_: None)
+                        progress=False, log=lambda *_: None)
     wall = time.perf_counter() - t0
     images = int(res.rows[0]["images"]) if res.rows else 0
     row = {"submission": name, "dataset": dataset, "jobs": jobs, "images": images, "codec_jobs": res.computed,
@@ -116,7 +116,7 @@ def status(field):   # kB from /proc/self/status (VmHWM is this process's own pe
 
 
 from bench.data import open_dataset
-from bench.runner import Job, execute, default_threads
+from bench.job import Job, default_threads, execute
 from bench.submission import get_submission
 sub = get_submission(name, Path(root))
 codec = sub.make_codec()

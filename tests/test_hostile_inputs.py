@@ -43,12 +43,14 @@ import pytest
 from PIL import Image as PILImage
 
 from bench.cli import main
-from bench.data import DatasetError
+from bench.dataspec import DatasetError
+from bench.paths import SUBMISSIONS_DIR
 from bench.results import read_csv
 from bench.run import run_benchmark
 from bench.submission import SubmissionError, load_manifest
-from tests.conftest import kodak_crop
-from tests.test_fuzz import KINDS, SUBMISSIONS_DIR
+from tests.helpers.fuzz import KINDS
+from tests.helpers.images import kodak_crop
+from tests.helpers.manifests import continuous, manifest_text, write_submission
 
 SIZES = [(1, 1), (5, 7), (33, 65), (16, 4096)]      # (height, width): 1×1, 7×5, 65×33, 4096×16
 
@@ -184,21 +186,11 @@ def _built_name(kind, root: Path) -> str:
 
 
 # --------------------------------------------------------------------------- submissions
-MANIFEST = '''name = "sub"
-description = "test codec"
-codec = "bench.codecs.classical:WebPCodec"
-[operating_points]
-kind = "continuous"
-low = 0
-high = 100
-'''
+MANIFEST = manifest_text("sub", "bench.codecs.classical:WebPCodec", continuous(0, 100))   # edited below
 
 
 def _write(tmp_path: Path, text: str, name: str = "sub") -> Path:
-    d = tmp_path / "subs" / name
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "submission.toml").write_text(text)
-    return d / "submission.toml"
+    return write_submission(tmp_path / "subs", name, text=text)
 
 
 @pytest.mark.parametrize("text,message", [
@@ -255,15 +247,8 @@ class _RunsCode:
 
 
 def _learned_manifest(tmp_path: Path) -> tuple[Path, Path]:
-    path = _write(tmp_path, '''name = "lic"
-description = "learned"
-codec = "bench.codecs.learned:HyperpriorCodec"
-[params]
-models = ["base"]
-[operating_points]
-kind = "discrete"
-points = ["base"]
-''', "lic")
+    path = write_submission(tmp_path / "subs", "lic", "bench.codecs.learned:HyperpriorCodec", description="learned",
+                            params={"models": ["base"]}, points=["base"])
     (path.parent / "weights").mkdir(exist_ok=True)
     return path, path.parent / "weights" / "base.pt"
 

@@ -6,7 +6,7 @@ import torch
 from pytorch_msssim import ms_ssim
 
 from bench.metrics import aggregate, image_metrics, msssim, msssim_db, msssim_scales
-from tests.conftest import kodak_crop
+from tests.helpers.images import kodak_crop
 
 
 def test_psnr_and_sse_by_hand():

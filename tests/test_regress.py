@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,9 @@ import bench.regress as regress
 from bench.cli import main
 from bench.paths import SUBMISSIONS_DIR
 from bench.profiles import PROFILES, Profile
-from bench.regress import (BASELINE_SCHEMA, compare, format_table, parse_thresholds, run_gate, usable_curve)
+from bench.regress import BASELINE_SCHEMA, compare, format_table, parse_thresholds, run_gate
 from bench.results import FORMAT_VERSION
+from tests.helpers.manifests import write_submission
 
 # A smaller cousin of the "fast" profile (same code path): 2 Kodak crops of 256×256, CLIC targets.
 TINY = Profile("tiny-test", "tests only: 2 Kodak images centre-cropped to 256×256", source="kodak",
@@ -55,12 +57,6 @@ def test_thresholds_parse_with_defaults_and_reject_unknown_keys():
         parse_thresholds("ssim:0.1")
     with pytest.raises(ValueError, match="needs a number"):
         parse_thresholds("psnr:lots")
-
-
-def test_usable_curve_drops_dominated_and_non_finite_points():
-    rd = [{"bpp": 0.2, "q": 10.0}, {"bpp": 0.1, "q": 8.0}, {"bpp": 0.25, "q": 9.5},   # 0.25: more bits, less quality
-          {"bpp": 0.3, "q": float("inf")}, {"bpp": 0.4, "q": 12.0}]
-    assert usable_curve(rd, "q") == [(0.1, 8.0), (0.2, 10.0), (0.4, 12.0)]
 
 
 def test_identical_snapshots_pass_and_bd_rate_measures_a_rate_increase():
@@ -141,15 +137,12 @@ class PlantedJpeg(JpegCodec):
 
 def plant(root: Path, *, decode_bias: int = 0, knob_offset: int = 0, optimize: bool = True) -> Path:
     """A submissions root holding a 'jpeg' like the real one, with a planted regression."""
-    sub = root / "jpeg"
-    sub.mkdir(parents=True, exist_ok=True)
-    real = (SUBMISSIONS_DIR / "jpeg" / "submission.toml").read_text()
-    toml = real.replace('codec = "bench.codecs.classical:JpegCodec"', 'codec = "codec:PlantedJpeg"')
-    toml = toml.replace("optimize = true", f"optimize = {str(optimize).lower()}\ndecode_bias = {decode_bias}\n"
-                                              f"knob_offset = {knob_offset}")
-    assert toml != real and "decode_bias" in toml
-    (sub / "submission.toml").write_text(toml)
-    (sub / "codec.py").write_text(PLANTED_CODEC)
+    real = tomllib.loads((SUBMISSIONS_DIR / "jpeg" / "submission.toml").read_text(encoding="utf-8"))
+    assert real["codec"] == "bench.codecs.classical:JpegCodec" and real["params"]["optimize"] is True
+    planted = {"optimize": optimize, "decode_bias": decode_bias, "knob_offset": knob_offset}
+    write_submission(root, "jpeg", "codec:PlantedJpeg", description=real["description"],
+                     params=real["params"] | planted, points=real["operating_points"],
+                     rate_control=real.get("rate_control", {}).get("policy"), codec_source=PLANTED_CODEC)
     return root
 
 

@@ -1,4 +1,5 @@
-"""End-to-end runs of real codecs on tiny real images: files on disk, budgets, cache, decode."""
+"""End-to-end runs (bench/run.py) of real codecs on tiny real images: files on disk, budgets,
+cache, decode. (``jpeg_run`` is in tests/conftest.py; ``bench verify``: tests/test_verify.py.)"""
 
 import math
 from pathlib import Path
@@ -17,13 +18,6 @@ from bench.run import run_benchmark
 def _bitstream_dir(row: dict) -> Path:
     p = Path(row["bitstreams"])
     return p if p.is_absolute() else REPO_ROOT / p
-
-
-@pytest.fixture
-def jpeg_run(image_folder, tmp_path):
-    res = run_benchmark("jpeg", f"folder:{image_folder}", targets=[0.05, 0.6, 1.2], jobs=1,
-                        reports_dir=tmp_path / "reports", progress=False)
-    return res, image_folder, tmp_path
 
 
 def test_clic_rows_respect_budget_and_publish_one_file_per_image(jpeg_run):
@@ -55,34 +49,6 @@ def test_decode_command_reproduces_reported_psnr(jpeg_run, tmp_path):
     assert abs(psnr_from_mse(total_sse / values) - row["psnr"]) < 0.01
 
 
-def test_verify_decodes_bit_identically_in_a_fresh_process(jpeg_run):
-    """``bench verify`` (a new process: nothing cached) matches the run's decoded fingerprints;
-    a fingerprint that does not match is reported as a failure."""
-    import csv
-    import subprocess
-    import sys
-
-    res, folder, tmp_path = jpeg_run
-    dataset_dir = res.run_dir.parent.parent
-    cmd = [sys.executable, "-m", "bench", "verify", "--dataset", f"folder:{folder}", "--reports", str(tmp_path / "reports")]
-    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
-    rows = read_csv(dataset_dir / "verify.csv")
-    assert [r["bit_identical"] for r in rows] == ["3/3", "3/3"]
-    assert all(r["verify_device"].startswith("cpu") for r in rows)
-    assert "bit-identical" in (dataset_dir / "leaderboard.html").read_text()
-
-    per_image = dataset_dir / "per_image.csv"
-    recs = read_csv(per_image)
-    recs[0]["decoded_sha256"] = "0" * 16
-    with per_image.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(recs[0]))
-        w.writeheader()
-        w.writerows(recs)
-    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 1 and "bit-identical 2/3" in out.stdout
-
-
 def test_second_run_encodes_nothing(jpeg_run):
     res, folder, tmp_path = jpeg_run
     again = run_benchmark("jpeg", f"folder:{folder}", targets=[0.05, 0.6, 1.2], reports_dir=tmp_path / "reports",
@@ -92,8 +58,13 @@ def test_second_run_encodes_nothing(jpeg_run):
 
 
 def test_reports_written(jpeg_run):
+    """``bench run`` (the CLI) rebuilds the dataset's report after the run; run_benchmark alone
+    only writes the run's own files."""
     res, folder, tmp_path = jpeg_run
     ds_dir = tmp_path / "reports" / folder.name
+    assert not (ds_dir / "leaderboard.csv").exists()
+    assert main(["run", "-s", "jpeg", "-d", f"folder:{folder}", "--targets", "0.05,0.6,1.2", "--reports",
+                 str(tmp_path / "reports"), "--no-progress"]) == 0
     board = read_csv(ds_dir / "leaderboard.csv")
     assert {r["target_bpp"] for r in board} == {"0.05", "0.6", "1.2"}
     for col in ["submission", "dataset", "target_bpp", "mode", "status", "images", "bytes", "budget_bytes", "bpp",
@@ -131,8 +102,14 @@ def test_cli_list_and_unknown_submission(capsys):
     assert "did you mean 'webp'" in capsys.readouterr().err
 
 
-def test_verify_decodes_with_the_run_thread_count():
-    from bench.verify import _run_threads
+def test_cli_list_shows_the_bpp_range_of_a_stored_run(tmp_path, capsys):
+    """``bench list`` reads each submission's stored Kodak / CLIC runs (rd.csv) for its range."""
+    from tests.helpers.images import crop_folder
 
-    assert _run_threads("cpu (1 threads)") == 1 and _run_threads("cpu (2 threads)") == 2
-    assert _run_threads("cuda (NVIDIA H100)") is None and _run_threads("") is None
+    folder = crop_folder(tmp_path / "kodak")          # a folder: dataset whose name is "kodak"
+    res = run_benchmark("jpeg", f"folder:{folder}", [0.6], reports_dir=tmp_path / "r", progress=False)
+    bpps = [float(r["bpp"]) for r in read_csv(res.run_dir / "rd.csv")]
+    assert main(["list", "--reports", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert f"bpp range of its operating points: kodak {min(bpps):.3f}–{max(bpps):.3f}" in out
+    assert out.count("bpp range") == 1                # no other submission has a run there

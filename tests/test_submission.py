@@ -4,23 +4,14 @@ import pytest
 
 from bench.registry import Registry, RegistryError
 from bench.submission import SubmissionError, discover, get_submission, load_manifest
+from tests.helpers.manifests import continuous, manifest_text, write_submission
 
-GOOD = '''name = "{name}"
-description = "test codec"
-codec = "bench.codecs.classical:WebPCodec"
-[operating_points]
-kind = "continuous"
-low = 0
-high = 100
-integer = true
-'''
+# a valid manifest with a "{name}" placeholder; the tests below edit its text
+GOOD = manifest_text("{name}", "bench.codecs.classical:WebPCodec", continuous(0, 100, integer=True))
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
-    d = tmp_path / name
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "submission.toml").write_text(text)
-    return d / "submission.toml"
+    return write_submission(tmp_path, name, text=text)
 
 
 def test_all_shipped_manifests_are_valid_and_listed():

@@ -12,24 +12,27 @@ from __future__ import annotations
 
 import hashlib
 import math
-from abc import abstractmethod
 import re
+import time
+from abc import abstractmethod
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.codec import BitstreamError, Codec
+from bench.codec import BitstreamError, Codec, Complexity, JobMeasures
 from bench.codecs import scale_shift
 from bench.container import MAX_SIDE, VERSION as CONTAINER_VERSION, pack, unpack
+from bench.limits import is_out_of_memory
 from bench.models.hyperprior import DOWNSAMPLINGS, build_model
 
 PAD = 2**DOWNSAMPLINGS
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _MODELS: dict[tuple, nn.Module] = {}     # loaded models, shared by all codec instances of a process
 _EST_CACHE_SIZE = 16
 #: The Gaussian conditional codes each y element with the CDF of the nearest table scale at or
@@ -66,7 +69,8 @@ def latent_shape(h: int, w: int) -> tuple[int, int]:
     return math.ceil(h / PAD), math.ceil(w / PAD)
 
 
-def _bits(likelihoods) -> float:
+def likelihood_bits(likelihoods) -> float:
+    """−log2 of the likelihoods: the bits an ideal entropy coder would spend on the symbols."""
     return float(sum(-torch.log2(l).sum() for l in likelihoods))
 
 
@@ -84,56 +88,92 @@ def _prepare(model: nn.Module) -> nn.Module:
     return model
 
 
-def _plain_compress(model: nn.Module) -> str | None:
-    """'scale' or 'mean-scale' when ``model.compress`` is compressai's plain hyperprior one
-    (so its intermediate tensors give the likelihoods for free), else None."""
+def _compress_kind(model: nn.Module) -> str | None:
+    """How ``model.compress`` shows its latents to forward hooks: 'scale' or 'mean-scale' for
+    compressai's plain hyperpriors (y leaves g_a), 'gated' for a variable-rate gated model
+    fixed at one λ (y is modulated after g_a, so |y| is read where it enters h_a; the zero-mean
+    Gaussian gives |y| and y the same likelihood); None for anything else (no estimate)."""
     from compressai.models import MeanScaleHyperprior, ScaleHyperprior
 
+    from bench.models.ecg import ECGHyperprior
+
+    if isinstance(getattr(model, "model", None), ECGHyperprior):
+        return "gated"
     fn = getattr(type(model), "compress", None)
     return {ScaleHyperprior.compress: "scale", MeanScaleHyperprior.compress: "mean-scale"}.get(fn)
 
 
 @torch.no_grad()
 def compress_with_bits(model: nn.Module, x: torch.Tensor) -> tuple[dict, float | None]:
-    """``model.compress(x)`` plus the estimated bits of the rounded latents when they come
-    for free: forward hooks catch y, z and the hyper-synthesis output, and the entropy models
-    (no network) give the likelihoods of the quantised values, as an eval-mode forward would."""
-    kind = _plain_compress(model)
+    """``model.compress(x)`` plus the estimated bits of the rounded latents, without another
+    network pass: forward hooks catch y, z and the hyper-synthesis output, and the entropy
+    models (no network) give the likelihoods of the quantised values, as an eval-mode forward
+    would. None when the model's compress is not one this reads (e.g. a context model)."""
+    kind = _compress_kind(model)
     if kind is None:
         return model.compress(x), None
+    net = model.model if kind == "gated" else model
     seen: dict[str, torch.Tensor] = {}
 
-    def keep(name):
-        return lambda _m, _inp, out: seen.setdefault(name, out)
+    def keep(name, from_input=False):
+        def hook(_m, inp, out) -> None:          # returns None: a hook's return value would replace the output
+            seen.setdefault(name, inp[0] if from_input else out)
+        return hook
 
-    hooks = [model.g_a.register_forward_hook(keep("y")), model.h_a.register_forward_hook(keep("z")),
-             model.h_s.register_forward_hook(keep("params"))]
+    y_hook = net.h_a.register_forward_hook(keep("y", True)) if kind == "gated" else \
+        net.g_a.register_forward_hook(keep("y"))
+    hooks = [y_hook, net.h_a.register_forward_hook(keep("z")), net.h_s.register_forward_hook(keep("params"))]
     try:
         out = model.compress(x)
     finally:
         for hk in hooks:
             hk.remove()
-    _, z_lik = model.entropy_bottleneck(seen["z"], training=False)
+    _, z_lik = net.entropy_bottleneck(seen["z"], training=False)
     params = seen["params"]
     scales, means = params.chunk(2, 1) if kind == "mean-scale" else (params, None)
-    _, y_lik = model.gaussian_conditional(seen["y"], scales, means=means, training=False)
-    return out, _bits([y_lik, z_lik])
+    _, y_lik = net.gaussian_conditional(seen["y"], scales, means=means, training=False)
+    return out, likelihood_bits([y_lik, z_lik])
 
 
-@torch.no_grad()
-def forward_bits(model: nn.Module, x: torch.Tensor) -> float:
-    """Estimated bits from an eval-mode forward pass (rounded latents)."""
-    return _bits(model(x)["likelihoods"].values())
+TRANSFORMS = ("g_a", "h_a", "h_s", "g_s")    # the networks; everything else in a call is entropy coding
+
+
+@contextmanager
+def network_time(model: nn.Module) -> Iterator[list[float]]:
+    """Seconds spent inside the model's transforms (``TRANSFORMS``) during the block, summed
+    into the one-element list it yields; the rest of a compress/decompress call is the
+    entropy coder and its bookkeeping. CPU clock (the networks run on the CPU here)."""
+    inner = getattr(model, "model", model)          # a variable-rate model fixed at one λ
+    spent, started = [0.0], {}
+
+    def pre(module, _inp):
+        started[id(module)] = time.perf_counter()
+
+    def post(module, _inp, _out):
+        spent[0] += time.perf_counter() - started.pop(id(module))
+
+    hooks = [h for name in TRANSFORMS if (m := getattr(inner, name, None)) is not None
+             for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
+    try:
+        yield spent
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 # --------------------------------------------------------------------------- shared codec
-class _LearnedCodec(Codec):
-    """encode/decode/measure over a list of models addressed by an id (< 2**16)."""
+class LearnedCodec(Codec):
+    """encode/decode/measure over a list of models addressed by an id (< 2**16).
+
+    encode and decode record their network and coder seconds; :meth:`measure` hands back
+    those of the last encode and decode of this instance, which the harness calls right after
+    them in the same process (one job at a time per process)."""
 
     def __init__(self, params: dict[str, Any], root: Any = None) -> None:
         super().__init__(params, root)
         self._est: OrderedDict[tuple, float] = OrderedDict()
-        self._costs: dict[tuple, dict[str, Any]] = {}
+        self._costs: dict[tuple, Complexity] = {}
+        self._times: dict[str, float] = {}
 
     @abstractmethod
     def _for_point(self, point: Any) -> tuple[int, nn.Module]:
@@ -151,68 +191,78 @@ class _LearnedCodec(Codec):
     def encode(self, image: np.ndarray, point: Any) -> bytes:
         model_id, model = self._for_point(point)
         x, h, w = to_tensor(image)
-        with scale_shift.searching(model) as variant:
+        t0 = time.perf_counter()
+        with scale_shift.searching(model) as variant, network_time(model) as net:
             out, est = compress_with_bits(model, x)
+        self._times |= {"enc_net_s": net[0], "enc_coder_s": time.perf_counter() - t0 - net[0]}
         y_strings, z_strings = out["strings"]
         if len(y_strings) != 1 or len(z_strings) != 1:
             raise RuntimeError(f"expected one y and one z string, got {len(y_strings)} and {len(z_strings)}")
         if tuple(out["shape"]) != latent_shape(h, w):      # the decoder derives it from h, w
             raise RuntimeError(f"z shape {tuple(out['shape'])} is not {latent_shape(h, w)} for a {h}×{w} image")
-        data = pack(model_id, h, w, [z_strings[0], y_strings[0]], variant[0])
         if est is not None:
-            self._est[(model_id, self._image_key(image))] = est
-            while len(self._est) > _EST_CACHE_SIZE:
-                self._est.popitem(last=False)
-        return data
+            self._keep_estimate(model_id, image, est)
+        return pack(model_id, h, w, [z_strings[0], y_strings[0]], variant[0])
+
+    def _keep_estimate(self, model_id: int, image: np.ndarray, est_bits: float) -> None:
+        """Remember an encode's estimated bits for :meth:`measure` (the last few images only)."""
+        self._est[(model_id, self._image_key(image))] = est_bits
+        while len(self._est) > _EST_CACHE_SIZE:
+            self._est.popitem(last=False)
+
+    def declared_size(self, data: bytes) -> tuple[int, int]:
+        c = unpack(data)
+        return c.height, c.width
 
     def decode(self, data: bytes) -> np.ndarray:
-        c = unpack(data)                      # magic, version, lengths, CRC, size: before any decoder
+        c = unpack(data)                      # magic, version, lengths, CRC, size cap: before any decoder
         model = self._for_id(c.model_id)
         if len(c.streams) != 2:
             raise BitstreamError(f"expected 2 streams (z, y), the file has {len(c.streams)}")
         z, y = c.streams
-        with scale_shift.decoding(model, c.variant):     # an unknown variant raises before decoding
+        t0 = time.perf_counter()
+        with scale_shift.decoding(model, c.variant), network_time(model) as net:   # unknown variant: raises first
             try:
                 with torch.no_grad():
                     x_hat = model.decompress([[y], [z]], latent_shape(c.height, c.width))["x_hat"]
             except (RuntimeError, ValueError, AssertionError, IndexError) as e:
+                if is_out_of_memory(e):       # not bad bytes: the job's memory ceiling names it
+                    raise
                 raise BitstreamError(f"entropy decoding failed: {type(e).__name__}: {e}") from None
+        self._times |= {"dec_net_s": net[0], "dec_coder_s": time.perf_counter() - t0 - net[0]}
         return to_image(x_hat, c.height, c.width)
 
-    def measure(self, image: np.ndarray, point: Any, data: bytes) -> dict[str, float]:
-        """est_bits (−log2 likelihoods of the rounded latents; cached from encode when it could
-        compute them, else one eval-mode forward pass), file_bits and the overhead in %."""
-        model_id, model = self._for_point(point)
-        est = self._est.get((model_id, self._image_key(image)))
-        if est is None:
-            est = forward_bits(model, to_tensor(image)[0])
-        file_bits = len(data) * 8
-        return {"est_bits": est, "file_bits": float(file_bits),
-                "overhead_pct": 100.0 * (file_bits - est) / est if est > 0 else float("inf")}
+    def measure(self, image: np.ndarray, point: Any, data: bytes) -> JobMeasures:
+        """What encode and decode recorded, no network pass of its own: est_bits (−log2
+        likelihoods of the rounded latents, when the model's compress shows them) and the last
+        encode's and decode's network and coder seconds."""
+        model_id, _ = self._for_point(point)
+        return JobMeasures(est_bits=self._est.get((model_id, self._image_key(image))), **self._times)
 
-    def complexity(self, point: Any, height: int, width: int) -> dict[str, Any]:
+    def complexity(self, point: Any, height: int, width: int) -> Complexity | None:
         """MACs (fvcore, on the padded size), parameters and decoder bytes (float32, as the
-        decoder runs); {} for architectures the counter does not model (context models)."""
+        decoder runs); None for architectures the counter does not model (context models)."""
         from compressai.models import ScaleHyperprior
 
         from bench.complexity import decoder_bytes, encoder_decoder_macs, hyperprior_costs, parameter_count
 
         model_id, model = self._for_point(point)
         if not isinstance(model, ScaleHyperprior):
-            return {}
+            return None
         hp, wp = height + (-height) % PAD, width + (-width) % PAD
         key = ("complexity", model_id, hp, wp)
         if key not in self._costs:
             costs = hyperprior_costs(model, hp, wp)
             enc, dec = encoder_decoder_macs(costs)
             uncounted = sorted({op for c in costs.values() for op in c.uncounted})
-            self._costs[key] = {"model": model_id, "enc_macs": enc, "dec_macs": dec, "params": parameter_count(model),
-                              "decoder_bytes": decoder_bytes(model.state_dict()), "uncounted": uncounted}
+            self._costs[key] = Complexity(model_id, enc, dec, parameter_count(model), decoder_bytes(model.state_dict()),
+                                          tuple(uncounted))
         return self._costs[key]
 
     def versions(self) -> dict[str, str]:
         """Libraries, container format, CDF table size and scale shifts: each changes the bytes
-        (this file's source is hashed by the submission, the others are not)."""
+        (this project's modules are hashed by the submission through their source; libraries
+        by their version)."""
         import compressai
 
         return {"compressai": compressai.__version__, "torch": torch.__version__,
@@ -257,7 +307,7 @@ def load_weights(path: Path, build: Callable[[dict], nn.Module] = _fixed_rate_mo
     return model
 
 
-class HyperpriorCodec(_LearnedCodec):
+class HyperpriorCodec(LearnedCodec):
     """The project's hyperprior models; operating points are model names.
 
     params: ``models`` (list of names: ``"base"`` is ``<root>/<weights_dir>/base.pt``,
@@ -280,13 +330,17 @@ class HyperpriorCodec(_LearnedCodec):
         self.root = Path(root).resolve()
         self.names = list(names)
         self.paths = [self._resolve(n) for n in self.names]
-        self.models = [load_weights(p) for p in self.paths]
+        self.models = [self._load_model(p) for p in self.paths]
+
+    def _load_model(self, path: Path) -> nn.Module:
+        """One model from its weight file (subclasses with other architectures override this)."""
+        return load_weights(path)
 
     def _resolve(self, name: str) -> Path:
         parts = name.split("/")
         wdir = self.params.get("weights_dir", "weights")
         wparts = wdir.split("/") if isinstance(wdir, str) else [""]
-        if len(parts) > 2 or not all(_NAME.match(p) for p in parts + wparts):
+        if len(parts) > 2 or not all(FILE_NAME_RE.match(p) for p in parts + wparts):
             raise ValueError(f"model {name!r} / weights_dir {wdir!r}: use 'name' or 'submission/name' and a "
                              "relative folder, plain names only (letters, digits, '_', '-', '.')")
         sub_root = self.root if len(parts) == 1 else self.root.parent / parts[0]
@@ -365,7 +419,7 @@ def load_zoo(arch: str, metric: str, quality: int, pretrained: bool) -> nn.Modul
     return _MODELS[key]
 
 
-class ZooCodec(_LearnedCodec):
+class ZooCodec(LearnedCodec):
     """compressai zoo models; operating points are qualities (1–8; 1–6 for cheng2020).
 
     params: ``arch`` (one of ZOO_ARCHS), ``metric`` (``mse`` or ``ms-ssim``), ``pretrained``

@@ -16,6 +16,7 @@ knob ``low = λ_min``, ``high = λ_max``, ``direction = "quality-up"``.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.codec import BitstreamError
-from bench.codecs.learned import _NAME, PAD, _bits, _LearnedCodec, load_weights, to_tensor
-from bench.complexity import decoder_bytes, gated_costs, last_forward_costs, parameter_count
+from bench.codec import BitstreamError, Complexity, JobMeasures
+from bench.codecs.learned import FILE_NAME_RE, PAD, LearnedCodec, load_weights
+from bench.complexity import (DECODER_PARTS, ENCODER_PARTS, decoder_bytes, gated_costs, last_forward_costs,
+                              parameter_count)
 from bench.models.ecg import VARIABLE_RATE_ARCHS, ECGHyperprior, build_variable_rate
 
 LEVELS = 2**14 - 1
@@ -57,8 +59,16 @@ def load_variable_rate(path: Path) -> ECGHyperprior:
     return load_weights(path, _variable_rate_model)
 
 
+def _side_costs(model: ECGHyperprior, side: str) -> dict[str, float]:
+    """``eff_<side>_macs`` and ``dense_<side>_macs`` of the model's latest pass on that side
+    (encoder: g_a, h_a, h_s as compress ran them; decoder: h_s, g_s as decompress did)."""
+    parts = ENCODER_PARTS if side == "enc" else DECODER_PARTS
+    costs = last_forward_costs(model, parts)
+    return {f"eff_{side}_macs": costs.effective(parts), f"dense_{side}_macs": float(costs.dense(parts))}
+
+
 class AtLambda(nn.Module):
-    """A variable-rate model fixed at one λ, with the single-rate interface ``_LearnedCodec``
+    """A variable-rate model fixed at one λ, with the single-rate interface ``LearnedCodec``
     drives (``forward(x)``, ``compress(x)``, ``decompress(strings, shape)``)."""
 
     def __init__(self, model: ECGHyperprior, lmbda: float) -> None:
@@ -75,7 +85,7 @@ class AtLambda(nn.Module):
         return self.model.decompress(strings, shape, self.lmbda)
 
 
-class VariableRateCodec(_LearnedCodec):
+class VariableRateCodec(LearnedCodec):
     """params: ``weights`` (file name in the weights folder), ``weights_dir`` (default
     ``weights``). Operating points: λ in [λ_min, λ_max]; the file's model id is λ's index."""
 
@@ -86,7 +96,7 @@ class VariableRateCodec(_LearnedCodec):
             raise ValueError(f"unknown param(s) {sorted(unknown)}; known: ['weights', 'weights_dir']")
         name, wdir = self.params.get("weights"), self.params.get("weights_dir", "weights")
         parts = wdir.split("/") if isinstance(wdir, str) else [""]
-        if not isinstance(name, str) or not all(_NAME.match(p) for p in [name, *parts]):
+        if not isinstance(name, str) or not all(FILE_NAME_RE.match(p) for p in [name, *parts]):
             raise ValueError(f"param 'weights' {name!r} / weights_dir {wdir!r}: a plain file name in a relative "
                              "folder (letters, digits, '_', '-', '.')")
         if root is None:
@@ -97,6 +107,7 @@ class VariableRateCodec(_LearnedCodec):
             raise ValueError(f"weights {self.path} lie outside the submission folder {self.root}")
         self.model = load_variable_rate(self.path)
         self.lmbda_min, self.lmbda_max = float(self.model.bm.lmbda_min), float(self.model.bm.lmbda_max)
+        self._gated: dict[str, float] = {}
 
     def _at(self, i: int) -> AtLambda:
         return AtLambda(self.model, index_lmbda(i, self.lmbda_min, self.lmbda_max))
@@ -110,23 +121,29 @@ class VariableRateCodec(_LearnedCodec):
             raise BitstreamError(f"λ index {model_id} in the header is above {LEVELS}: corrupted file")
         return self._at(model_id)        # the CRC vouches for the id
 
-    @torch.no_grad()
-    def measure(self, image: np.ndarray, point: Any, data: bytes) -> dict[str, float]:
-        """The base measures plus this image's effective and dense MACs (encoder: g_a, h_a, h_s;
-        decoder: h_s, g_s), all from one eval-mode forward pass at the coded λ."""
-        i, at = self._for_point(point)
-        out = at(to_tensor(image)[0])
-        self._est[(i, self._image_key(image))] = _bits(out["likelihoods"].values())
-        return super().measure(image, point, data) | last_forward_costs(self.model).totals()
+    def encode(self, image: np.ndarray, point: Any) -> bytes:
+        data = super().encode(image, point)
+        self._gated |= _side_costs(self.model, "enc")        # g_a, h_a, h_s as compress just ran them
+        return data
 
-    def complexity(self, point: Any, height: int, width: int) -> dict[str, Any]:
+    def decode(self, data: bytes) -> np.ndarray:
+        out = super().decode(data)
+        self._gated |= _side_costs(self.model, "dec")        # h_s, g_s as decompress just ran them
+        return out
+
+    def measure(self, image: np.ndarray, point: Any, data: bytes) -> JobMeasures:
+        """The base measures plus this image's effective and dense MACs (encoder: g_a, h_a, h_s;
+        decoder: h_s, g_s), read from the masks the gates chose in the job's own encode and
+        decode: no extra network pass."""
+        return replace(super().measure(image, point, data), **self._gated)
+
+    def complexity(self, point: Any, height: int, width: int) -> Complexity:
         """Dense MACs (every channel active; the effective ones depend on the image and come
         from :meth:`measure`), parameters and decoder bytes (the modulator included)."""
         hp, wp = height + (-height) % PAD, width + (-width) % PAD
         key = ("complexity", hp, wp)
         if key not in self._costs:
             costs = gated_costs(self.model, torch.zeros(1, 3, hp, wp), self.lmbda_min).totals()
-            self._costs[key] = {"model": 0, "enc_macs": costs["dense_enc_macs"], "dec_macs": costs["dense_dec_macs"],
-                                "params": parameter_count(self.model),
-                                "decoder_bytes": decoder_bytes(self.model.state_dict(), ("bm.",)), "uncounted": []}
+            self._costs[key] = Complexity(0, costs["dense_enc_macs"], costs["dense_dec_macs"], parameter_count(self.model),
+                                          decoder_bytes(self.model.state_dict(), ("bm.",)))
         return self._costs[key]

@@ -4,12 +4,17 @@
 incomplete ones, which the page names), and rewrites the outputs next to ``runs/``::
 
     from bench.report import build_report
-    paths = build_report(Path("reports/kodak"))   # {"leaderboard_csv", "per_image_csv", "html", "rd_msssim", "rd_psnr"}
+    paths = build_report(Path("reports/kodak"))
+    # {"leaderboard_csv", "per_image_csv", "rd_msssim", "rd_psnr", "rd_msssim_full", "rd_psnr_full", "html"}
 
-A ``model_count.csv`` beside ``runs/`` (``bench model-count``), ``ablation_*.md`` (``bench
-ablation``), ``gating_*.md`` (``bench gating``) and ``verify.csv`` (``bench verify``) become
-sections. Callers add their own with ``extra_sections=[(title, html_fragment), ...]``;
-fragments are trusted HTML and are placed at the end of the page in order.
+``rd_*.png`` are fitted to the targets, ``rd_*_full.png`` show every evaluated point. The page
+also has a BD-rate table against ``bd_anchor`` (default: the best classical codec). A
+``model_count.csv`` beside ``runs/`` (``bench model-count``), ``ablation_*`` (``bench ablation``),
+``gating_*`` (``bench gating``) and ``verify.csv`` (``bench verify``) become sections with tables
+(:mod:`bench.report.studies`). Nothing here codes an image: the studies (``bench/studies/``) and
+runs write those files, and the caller (the CLI) rebuilds the report after them. Callers add
+their own with ``extra_sections=[(title, html_fragment), ...]``; fragments are trusted HTML and
+are placed at the end of the page in order.
 """
 
 from __future__ import annotations
@@ -21,50 +26,56 @@ from typing import Iterable
 
 from bench.paths import REFERENCE_DIR
 
-from .leaderboard import Run, Skipped, leaderboard_table, load_runs, per_image_table, write_csv_atomic
+from .leaderboard import (Run, Skipped, bd_summary, default_anchor, leaderboard_table, load_runs, per_image_table,
+                          write_csv_atomic)
 
 log = logging.getLogger(__name__)
 _DEFAULT = object()
+METRICS = (("rd_msssim", "msssim_db"), ("rd_psnr", "psnr"))
+
+
+def _plots(runs: list[Run], dataset_dir: Path, references: list, xlim: tuple[float, float]) -> dict[str, Path]:
+    """Each metric twice: fitted to the targets (``xlim``, shown) and over the full range (a click away)."""
+    from .plots import plot_rd
+
+    targets = sorted({float(t) for r in runs for t in r.rows["target_bpp"].dropna()})
+    out = {}
+    for key, metric in METRICS:
+        out[key] = plot_rd(runs, metric, dataset_dir / f"{key}.png", dataset_dir.name, references, targets,
+                           xlim=xlim)
+        out[f"{key}_full"] = plot_rd(runs, metric, dataset_dir / f"{key}_full.png", dataset_dir.name, references,
+                                     targets)
+    return out
 
 
 def build_report(dataset_dir: Path, extra_sections: Iterable[tuple[str, str]] = (), *,
-                 reference_dir: Path | None = _DEFAULT) -> dict[str, Path]:  # type: ignore[assignment]
+                 reference_dir: Path | None = _DEFAULT,  # type: ignore[assignment]
+                 bd_anchor: str | None = None) -> dict[str, Path]:
     """Rebuild the report of one dataset folder; returns the written files by name.
 
     ``reference_dir`` defaults to :data:`bench.paths.REFERENCE_DIR` (published curves, drawn for
-    datasets that have them); ``None`` leaves them out.
+    datasets that have them); ``None`` leaves them out. ``bd_anchor``: the submission the BD-rates
+    are measured against (default: the best classical codec at the highest target).
     """
-    from .html import preformatted_html, render_page
-    from .model_count import CSV_NAME, model_count_html
-    from .plots import load_references, plot_rd
+    from .html import render_page
+    from .plots import fitted_xlim, load_references
+    from .studies import study_sections
 
     dataset_dir = Path(dataset_dir)
-    dataset = dataset_dir.name
-    if reference_dir is _DEFAULT:
-        reference_dir = REFERENCE_DIR
     runs, skipped = load_runs(dataset_dir)
-    board = leaderboard_table(runs)
-    out = {
-        "leaderboard_csv": write_csv_atomic(board, dataset_dir / "leaderboard.csv"),
-        "per_image_csv": write_csv_atomic(per_image_table(runs), dataset_dir / "per_image.csv"),
-    }
-    references, notes = load_references(reference_dir, dataset)
+    board, per_image = leaderboard_table(runs), per_image_table(runs)
+    out = {"leaderboard_csv": write_csv_atomic(board, dataset_dir / "leaderboard.csv"),
+           "per_image_csv": write_csv_atomic(per_image, dataset_dir / "per_image.csv")}
+    references, notes = load_references(REFERENCE_DIR if reference_dir is _DEFAULT else reference_dir, dataset_dir.name)
     for n in notes:
-        log.warning("report %s: %s", dataset, n)
-    out["rd_msssim"] = plot_rd(runs, "msssim_db", dataset_dir / "rd_msssim.png", dataset, references)
-    out["rd_psnr"] = plot_rd(runs, "psnr", dataset_dir / "rd_psnr.png", dataset, references)
-    sections = list(extra_sections)
-    if (dataset_dir / CSV_NAME).exists():
-        sections.insert(0, ("Models per image", model_count_html(dataset_dir / CSV_NAME)))
-    for prefix, title in (("ablation", "Ablation"), ("gating", "Channel gating")):
-        for md in sorted(dataset_dir.glob(f"{prefix}_*_vs_*.md")):
-            sections.append((f"{title}: {md.stem.removeprefix(prefix + '_').replace('_vs_', ' vs ')}",
-                             preformatted_html(md)))
-    if (dataset_dir / "verify.csv").exists():
-        from bench.verify import verify_html
-
-        sections.append(("Decoded again from the files", verify_html(dataset_dir / "verify.csv")))
-    page = render_page(dataset, runs, skipped, board, out, extra_sections=sections, notes=notes)
+        log.warning("report %s: %s", dataset_dir.name, n)
+    xlim = fitted_xlim(runs, sorted({float(t) for r in runs for t in r.rows["target_bpp"].dropna()}))
+    out |= _plots(runs, dataset_dir, references, xlim)
+    studies, named = study_sections(dataset_dir, {r.name for r in runs}, {s.name: s.reason for s in skipped}, board)
+    anchor = bd_anchor or default_anchor(runs)
+    page = render_page(dataset_dir.name, runs, [s for s in skipped if s.name not in named], board, out,
+                       extra_sections=studies + list(extra_sections), notes=notes, per_image=per_image,
+                       bd=(anchor, xlim[1], bd_summary(runs, anchor, xlim[1])) if anchor else None)
     html_path = dataset_dir / "leaderboard.html"
     tmp = html_path.with_name(f".{html_path.name}.{os.getpid()}.tmp")
     tmp.write_text(page, encoding="utf-8")

@@ -208,3 +208,76 @@ def write_csv_atomic(df: pd.DataFrame, path: Path) -> Path:
 def is_num(x) -> bool:
     """A real, finite-or-infinite number (not NaN, not None, not text)."""
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and not math.isnan(x)
+
+
+# ----------------------------------------------------------------------------- modes and BD-rate
+PRIMARY_MODE = "clic"
+LEARNED_COLUMNS = ("params", "decoder_bytes", "dec_kmac_px")
+
+
+def mode_order(board: pd.DataFrame) -> list[str]:
+    """The modes on the board, the CLIC one first: each gets its own tables (rows of different
+    modes answer different questions and are never ranked together)."""
+    if board.empty or "mode" not in board.columns:
+        return [""] if not board.empty else []
+    counts = board["mode"].fillna("").astype(str).value_counts()
+    return sorted(counts.index, key=lambda m: (m != PRIMARY_MODE, -counts[m], m))
+
+
+def is_learned(run: Run) -> bool:
+    """Learned codecs report their parameters, decoder size or MACs; classical ones do not."""
+    return any(c in run.rows.columns and run.rows[c].notna().any() for c in LEARNED_COLUMNS)
+
+
+def default_anchor(runs: list[Run]) -> str | None:
+    """The best classical codec: highest MS-SSIM at the largest target where one is feasible."""
+    frames = [r.rows.assign(_run=r.name) for r in runs if not is_learned(r) and r.rd is not None]
+    if not frames:
+        return None
+    df = pd.concat(frames, ignore_index=True)
+    if "msssim" not in df.columns:
+        return None
+    df = df[df["status"].eq("ok") & df["msssim"].notna()]
+    primary = df[df["mode"].eq(PRIMARY_MODE)] if "mode" in df.columns else df
+    df = primary if not primary.empty else df
+    if df.empty:
+        return None
+    top = df[df["target_bpp"] == df["target_bpp"].max()]
+    return str(top.sort_values(["msssim", "_run"], ascending=[False, True]).iloc[0]["_run"])
+
+
+def _bd(base: list, cur: list) -> tuple[float, float]:
+    """(BD-rate %, overlap share); NaN when the curves are too short or do not overlap."""
+    from bench.rd import bd_rate, overlap_share
+
+    if len(base) < 2 or len(cur) < 2:
+        return math.nan, 0.0
+    share = overlap_share(base, cur)
+    return (bd_rate(base, cur) if share > 0 else math.nan), share
+
+
+def _up_to(rd: list[dict], max_bpp: float | None) -> list[dict]:
+    """The curve's points up to ``max_bpp`` and the first one past it (so it spans the range)."""
+    if max_bpp is None:
+        return rd
+    pts = sorted((r for r in rd if is_num(r.get("bpp"))), key=lambda r: r["bpp"])
+    return [r for r in pts if r["bpp"] <= max_bpp] + [r for r in pts if r["bpp"] > max_bpp][:1]
+
+
+def bd_summary(runs: list[Run], anchor: str, max_bpp: float | None = None,
+               metrics: tuple[str, ...] = ("msssim_db", "psnr")) -> list[dict]:
+    """Every run's BD-rate against ``anchor`` from its rd.csv curve (up to ``max_bpp``: the
+    leaderboard's rates, not the far end of the curves), per metric:
+    ``{"submission", "points", "<metric>_bd", "<metric>_overlap"}`` (the anchor's row included)."""
+    from bench.rd import usable_curve
+
+    records = {r.name: _up_to(r.rd.to_dict("records"), max_bpp) for r in runs if r.rd is not None}
+    if anchor not in records:
+        return []
+    out = []
+    for name, rd in records.items():
+        row: dict = {"submission": name, "points": len(rd)}
+        for m in metrics:
+            row[f"{m}_bd"], row[f"{m}_overlap"] = _bd(usable_curve(records[anchor], m), usable_curve(rd, m))
+        out.append(row)
+    return out

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from pytorch_msssim import ms_ssim
 
 from bench.complexity import DECODER_PARTS, ENCODER_PARTS, last_forward_costs
+from bench.models.context3d import build_context_model, warm_start
 from bench.models.ecg import build_variable_rate, init_from_hyperprior
 from bench.models.hyperprior import build_model, hard_forward
 from bench.paths import checkpoints_dir
@@ -124,7 +125,15 @@ def new_model(recipe: Recipe) -> torch.nn.Module:
     m = recipe.model
     if m.variable_rate:
         return build_variable_rate(m.arch, m.N, m.M, m.lmbda_min, m.lmbda_max)
+    if m.context:
+        return build_context_model(m.arch, m.N, m.M)
     return build_model(m.arch, m.N, m.M)
+
+
+def rounded_forward(model: torch.nn.Module, x: torch.Tensor) -> dict:
+    """Forward pass on rounded latents: the model's own (context models), else the hyperprior's."""
+    own = getattr(model, "hard_forward", None)
+    return own(x) if own is not None else hard_forward(model, x)
 
 
 def val_lambdas(recipe: Recipe) -> list[float]:
@@ -229,7 +238,7 @@ def validate(model, images: list[torch.Tensor], recipe: Recipe, run: RunSpec) ->
     tot = {"loss": 0.0, "bpp": 0.0, "distortion": 0.0, "msssim": 0.0, "psnr": 0.0}
     for img in images:
         x = _val_crop(img)
-        out = hard_forward(model, x)
+        out = rounded_forward(model, x)
         bpp = rate_bpp(out["likelihoods"], x.shape[-2] * x.shape[-1])
         d, m = distortion(out["x_hat"], x, recipe)
         for k, v in {"loss": (bpp + run.lmbda * d).item(), "bpp": bpp.item(), "distortion": d.item(), **m}.items():
@@ -262,23 +271,11 @@ def validate_variable_rate(model, images: list[torch.Tensor], recipe: Recipe) ->
     return rows
 
 
-def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threads: int | None = None) -> Path:
-    """Train (or resume) one run of a recipe; returns the exported weights path."""
-    if threads:
-        torch.set_num_threads(threads)
-    run = recipe.run(run_name)
-    total_steps = min(run.steps, max_steps) if max_steps else run.steps
-    out_dir = run_dir(recipe.submission, run.name)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _start(recipe: Recipe, run: RunSpec, model, opt, aux_opt, rng: random.Random, out_dir: Path) -> tuple[int, float]:
+    """Where a run begins: its checkpoint (full resume), else its exported weights (warm
+    restart, Adam afresh), else its ``init`` weights, else a seeded fresh model. Returns
+    (step, training seconds so far)."""
     ckpt_path = out_dir / "last.pt"
-
-    vr = recipe.model.variable_rate
-    model = new_model(recipe)
-    if run.stage == 2:
-        _freeze_encoder_side(model)
-    opt, aux_opt = _optimizers(model, run)
-    step, seconds = 0, 0.0
-    rng = random.Random(run.seed)
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
@@ -287,83 +284,120 @@ def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threa
         for g, own in zip(opt.param_groups, recipe_lrs):
             g.update(own)
         aux_opt.load_state_dict(ck["aux_opt"])
-        step, seconds = ck["step"], ck["seconds"]
         rng.setstate(ck["py_rng"])
         torch.set_rng_state(ck["torch_rng"])
-        print(f"[train] resumed {recipe.submission}/{run.name} at step {step} ({seconds / 3600:.2f} h)")
+        print(f"[train] resumed {recipe.submission}/{run.name} at step {ck['step']} ({ck['seconds'] / 3600:.2f} h)")
         for log in ("train.csv", "val.csv"):   # rows logged after the checkpoint will be logged again
-            _truncate_log(out_dir / log, step)
-    elif (exported := _exported_progress(recipe, run)) is not None:
+            _truncate_log(out_dir / log, ck["step"])
+        return ck["step"], ck["seconds"]
+    if (exported := _exported_progress(recipe, run)) is not None:
         state, step, seconds = exported
         model.load_state_dict(state)
         rng.seed(run.seed + step)
         torch.manual_seed(run.seed + step)
         print(f"[train] no checkpoint in {out_dir}: warm restart of {recipe.submission}/{run.name} from its "
               f"exported weights at step {step} (optimiser state is not exported: Adam starts afresh)")
-    elif run.init:
+        return step, seconds
+    if run.init:
         src = _resolve_init(recipe, run)
-        if vr:
+        if recipe.model.variable_rate:
             left = init_from_hyperprior(model, load_state(src))
             print(f"[train] {recipe.submission}/{run.name} starts from {src}; {len(left)} tensors keep their "
                   f"initial values: {sorted({k.rsplit('.', 1)[0] for k in left})}")
+        elif recipe.model.context:
+            left = warm_start(model, load_state(src))
+            print(f"[train] {recipe.submission}/{run.name} starts from {src}; {len(left)} tensors keep their "
+                  f"initial values: {sorted({k.split('.', 2)[0] + '.' + k.split('.', 2)[1] for k in left})}")
         else:
             model.load_state_dict(load_state(src))
             print(f"[train] {recipe.submission}/{run.name} starts from {src}")
     else:
         torch.manual_seed(run.seed)
+    return 0, 0.0
 
+
+def _step(model, opt, aux_opt, x: torch.Tensor, recipe: Recipe, run: RunSpec, rng: random.Random) -> dict[str, float]:
+    """One optimiser step on a batch (padding-aware); the logged values."""
+    pad_max = recipe.data.pad_max if recipe.data.pad_max is not None else round(20 * recipe.data.crop / 256)
+    x_in, rh, rw = pad_batch(x, recipe.data.pad_prob, pad_max, rng)
+    if recipe.model.variable_rate:
+        loss, logs = _variable_rate_loss(model, x, x_in, rh, rw, recipe, run, rng)
+    else:
+        out = rounded_forward(model, x_in) if run.stage == 2 else model(x_in)
+        bpp = rate_bpp(out["likelihoods"], x.shape[0] * rh * rw)
+        d, m = distortion(out["x_hat"][..., :rh, :rw], x[..., :rh, :rw], recipe)
+        loss = bpp + run.lmbda * d
+        logs = {"bpp": bpp.item(), "distortion": d.item(), **m}
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if run.clip:
+        torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], run.clip)
+    opt.step()
+    aux = model.aux_loss()
+    aux_opt.zero_grad(set_to_none=True)
+    aux.backward()
+    aux_opt.step()
+    return {"loss": loss.item(), "aux_loss": aux.item(), **logs}
+
+
+def _log_train(out_dir: Path, run: RunSpec, vr: bool, acc: dict[str, float], n: int, step: int, lr: float,
+               seconds: float) -> None:
+    row = {k: v / n for k, v in acc.items()} | {"step": step, "lr": lr, "seconds": round(seconds, 1)}
+    _append_csv(out_dir / "train.csv", VR_TRAIN_COLUMNS if vr else TRAIN_COLUMNS, row)
+    print(f"[train] {run.name} step {step} loss {row['loss']:.4f} bpp {row['bpp']:.3f} ms-ssim {row['msssim']:.4f} "
+          f"psnr {row['psnr']:.2f} ({seconds / step if step else 0:.2f} s/step avg)", flush=True)
+
+
+def _log_val(model, val_imgs: list, recipe: Recipe, run: RunSpec, out_dir: Path, step: int, seconds: float) -> None:
+    vr = recipe.model.variable_rate
+    rows = validate_variable_rate(model, val_imgs, recipe) if vr else [validate(model, val_imgs, recipe, run)]
+    for v in rows:
+        v |= {"step": step, "seconds": round(seconds, 1)}
+        _append_csv(out_dir / "val.csv", VR_VAL_COLUMNS if vr else VAL_COLUMNS, v)
+        at = f" λ {v['lmbda']:.3g}" if vr else ""
+        print(f"[val]   {run.name} step {step}{at} bpp {v['bpp']:.3f} ms-ssim {v['msssim']:.4f} "
+              f"psnr {v['psnr']:.2f}", flush=True)
+
+
+def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threads: int | None = None) -> Path:
+    """Train (or resume) one run of a recipe; returns the exported weights path."""
+    if threads:
+        torch.set_num_threads(threads)
+    run = recipe.run(run_name)
+    total_steps = min(run.steps, max_steps) if max_steps else run.steps
+    out_dir = run_dir(recipe.submission, run.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = new_model(recipe)
+    if run.stage == 2:
+        _freeze_encoder_side(model)
+    opt, aux_opt = _optimizers(model, run)
+    rng = random.Random(run.seed)
+    step, seconds = _start(recipe, run, model, opt, aux_opt, rng, out_dir)
     train_imgs, val_imgs = load_training_images(recipe.data)
     sampler = CropSampler(train_imgs, recipe.data.crop, recipe.data.batch, seed=run.seed + step)
-    pad_max = recipe.data.pad_max if recipe.data.pad_max is not None else round(20 * recipe.data.crop / 256)
     model.train()
     acc: dict[str, float] = {}
     n_acc = 0
     t_last = time.perf_counter()
     while step < total_steps:
         lr = _set_lr(opt, run.lr_drop_at is not None and step >= run.lr_drop_at)
-        x = sampler.batch()
-        x_in, rh, rw = pad_batch(x, recipe.data.pad_prob, pad_max, rng)
-        if vr:
-            loss, logs = _variable_rate_loss(model, x, x_in, rh, rw, recipe, run, rng)
-        else:
-            out = hard_forward(model, x_in) if run.stage == 2 else model(x_in)
-            bpp = rate_bpp(out["likelihoods"], x.shape[0] * rh * rw)
-            d, m = distortion(out["x_hat"][..., :rh, :rw], x[..., :rh, :rw], recipe)
-            loss = bpp + run.lmbda * d
-            logs = {"bpp": bpp.item(), "distortion": d.item(), **m}
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if run.clip:
-            torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], run.clip)
-        opt.step()
-        aux = model.aux_loss()
-        aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
-        aux_opt.step()
+        if run.freeze_steps:
+            model.transforms_trainable(step >= run.freeze_steps)
+        logs = _step(model, opt, aux_opt, sampler.batch(), recipe, run, rng)
         step += 1
         now = time.perf_counter()
-        seconds += now - t_last
-        t_last = now
-        for k, v in {"loss": loss.item(), "aux_loss": aux.item(), **logs}.items():
+        seconds, t_last = seconds + now - t_last, now
+        for k, v in logs.items():
             acc[k] = acc.get(k, 0.0) + v
         n_acc += 1
         if step % run.log_every == 0 or step == total_steps:
-            row = {k: v / n_acc for k, v in acc.items()} | {"step": step, "lr": lr, "seconds": round(seconds, 1)}
-            _append_csv(out_dir / "train.csv", VR_TRAIN_COLUMNS if vr else TRAIN_COLUMNS, row)
-            print(f"[train] {run.name} step {step} loss {row['loss']:.4f} bpp {row['bpp']:.3f} "
-                  f"ms-ssim {row['msssim']:.4f} psnr {row['psnr']:.2f} ({seconds / step if step else 0:.2f} s/step avg)", flush=True)
+            _log_train(out_dir, run, recipe.model.variable_rate, acc, n_acc, step, lr, seconds)
             acc, n_acc = {}, 0
         if (step % run.val_every == 0 or step == total_steps) and val_imgs:
-            rows = validate_variable_rate(model, val_imgs, recipe) if vr else [validate(model, val_imgs, recipe, run)]
-            for v in rows:
-                v |= {"step": step, "seconds": round(seconds, 1)}
-                _append_csv(out_dir / "val.csv", VR_VAL_COLUMNS if vr else VAL_COLUMNS, v)
-                at = f" λ {v['lmbda']:.3g}" if vr else ""
-                print(f"[val]   {run.name} step {step}{at} bpp {v['bpp']:.3f} ms-ssim {v['msssim']:.4f} "
-                      f"psnr {v['psnr']:.2f}", flush=True)
+            _log_val(model, val_imgs, recipe, run, out_dir, step, seconds)
             t_last = time.perf_counter()  # validation time is not training time
         if step % run.save_every == 0 or step == total_steps:
-            _save(model, opt, aux_opt, step, seconds, rng, ckpt_path)
+            _save(model, opt, aux_opt, step, seconds, rng, out_dir / "last.pt")
             export(recipe, run, model, step, seconds)
             t_last = time.perf_counter()
     return weights_path(recipe.path.parent, run.name)

@@ -8,6 +8,10 @@ derived from one shared stage-1 base.
 Variable-rate architectures (``ecg_hyperprior``, ``bm_hyperprior``) train one model for the
 whole range ``[model] lmbda_min .. lmbda_max`` instead of one λ per run: their runs give no
 ``lmbda``, and ``gamma`` / ``alpha_target`` weight the gated model's sparsity penalty.
+
+Context architectures (:mod:`bench.models.context3d`) warm-start from a scale hyperprior's
+weights (``init``); ``freeze_steps`` keeps those weights frozen for the run's first steps, so
+only the new entropy model learns.
 """
 
 from __future__ import annotations
@@ -40,6 +44,12 @@ class ModelSpec:
         from bench.models.ecg import VARIABLE_RATE_ARCHS
 
         return VARIABLE_RATE_ARCHS.get(self.arch, False)
+
+    @property
+    def context(self) -> bool:
+        from bench.models.context3d import CONTEXT_ARCHS
+
+        return self.arch in CONTEXT_ARCHS
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,7 @@ class RunSpec:
     alpha_target: float = 0.0       # gate threshold target (fraction of the mean channel energy)
     alpha_lr: float = 1e-3          # Adam lr of the gate thresholds (Adam moves α ≤ alpha_lr per step)
     bm_lr: float | None = None      # variable-rate archs: Adam lr of the bit-rate modulator (None: lr)
+    freeze_steps: int = 0           # context archs: the first steps train only the entropy model
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,9 @@ def _check_runs(path: Path, model: ModelSpec, runs: tuple[RunSpec, ...]) -> None
     for r in runs:
         if r.lmbda is None or r.gamma:
             raise RecipeError(f"{path} run {r.name!r}: {model.arch} needs lmbda (and no gamma)")
+        if r.freeze_steps and not (model.context and r.stage == 1 and r.freeze_steps > 0):
+            raise RecipeError(f"{path} run {r.name!r}: freeze_steps (a positive step count) is for stage-1 runs "
+                              f"of the context archs, not {model.arch} stage {r.stage}")
 
 
 def load_recipe(path: Path) -> Recipe:

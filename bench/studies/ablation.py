@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from bench.regress import bd_rate, overlap_share, usable_curve
+from bench.rd import bd_rate, overlap_share, usable_curve
 from bench.results import read_csv, write_csv
 
 COLUMNS = ["model", "a_bpp", "a_msssim", "a_msssim_db", "a_psnr", "b_bpp", "b_msssim", "b_msssim_db", "b_psnr",

@@ -1,4 +1,6 @@
-"""A tiny real training recipe: steps run, checkpoints resume, weights export as fp16 with logs."""
+"""The training loop (bench/train/loop.py) on a tiny real recipe (bench/train/recipe.py): steps
+run, checkpoints resume, weights export as fp16 with logs; the CLI, and recipe errors.
+(Variable-rate recipes: tests/train/test_loop_variable_rate.py.)"""
 
 import csv
 import subprocess

@@ -6,8 +6,8 @@ reported. k = 1 is the single-λ setting (one model for every image); larger k l
 allocator pick per image. All encodes come from the run's cache: the table costs no coding
 when ``bench run`` has already been done for the submission (it encodes what is missing).
 
-Outputs ``reports/<dataset>/model_count.csv`` and ``model_count.md``; the HTML report shows
-the table when the CSV is there.
+Outputs ``reports/<dataset>/model_count.csv`` and ``model_count.md``; the HTML report
+(:mod:`bench.report.studies`) shows the table when the CSV is there.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import pandas as pd
 from bench.metrics import aggregate
 from bench.paths import REPORTS_DIR, SUBMISSIONS_DIR
 from bench.ratecontrol import rate_control
+from bench.report.studies import MODEL_COUNT_CSV
 from bench.runner import Runner
 from bench.submission import get_submission
 
 COLUMNS = ["submission", "dataset", "target_bpp", "models", "subset", "status", "bpp", "msssim", "msssim_db",
            "psnr", "models_used"]
-CSV_NAME = "model_count.csv"
 
 
 def model_count_table(submission: str, dataset: str, targets: Sequence[float], counts: Sequence[int] = (1, 2, 4),
@@ -92,32 +92,9 @@ def to_markdown(df: pd.DataFrame) -> str:
 def write_model_count(df: pd.DataFrame, dataset_dir: Path) -> tuple[Path, Path]:
     from bench.results import write_csv
 
-    csv_path, md_path = dataset_dir / CSV_NAME, dataset_dir / "model_count.md"
+    csv_path, md_path = dataset_dir / MODEL_COUNT_CSV, dataset_dir / "model_count.md"
     write_csv(csv_path, df.to_dict("records"), COLUMNS)
     md_path.write_text(f"# {df['submission'].iloc[0]} on {df['dataset'].iloc[0]}: models allowed per image\n\n"
                        "Best subset of k models at each target (CLIC budget, MS-SSIM objective); "
                        "[models used]. Written by `python -m bench model-count`.\n\n" + to_markdown(df))
     return csv_path, md_path
-
-
-def model_count_html(csv_path: Path) -> str:
-    """The table as an HTML fragment for the dataset's report page."""
-    import html
-
-    df = pd.read_csv(csv_path)
-    targets = sorted(df["target_bpp"].unique())
-    head = "".join(f"<th>{t:g} bpp</th>" for t in targets)
-    body = []
-    for k, g in df.groupby("models", sort=True):
-        cells = []
-        for t in targets:
-            r = g[g["target_bpp"] == t].iloc[0]
-            cells.append(f"<td>{r['msssim']:.4f} ({r['msssim_db']:.2f} dB)<br>{r['psnr']:.2f} dB · {r['bpp']:.4f} bpp"
-                         f"<br><small>{html.escape(str(r['models_used']))}</small></td>" if r["status"] == "ok"
-                         else "<td>infeasible</td>")
-        body.append(f"<tr><th>{k}</th>{''.join(cells)}</tr>")
-    name = html.escape(str(df["submission"].iloc[0]))
-    return (f"<p>{name}: the best subset of <i>k</i> of its models at each target, the model chosen per image "
-            "under the CLIC budget (MS-SSIM, MS-SSIM in dB; PSNR; bpp; models used). k = 1 is one model for "
-            f"every image.</p><table><thead><tr><th>models</th>{head}</tr></thead><tbody>{''.join(body)}"
-            "</tbody></table>")

@@ -1,32 +1,24 @@
-"""Ablation of two submissions with the same model names, from their stored runs."""
+"""The ablation study (bench/studies/ablation.py): two submissions with the same model names,
+compared from their stored runs."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
 from bench.cli import main
-from bench.report.ablation import ablation
 from bench.run import run_benchmark
-
-MANIFEST = '''name = "{name}"
-description = "JPEG at fixed qualities{extra}"
-codec = "bench.codecs.classical:JpegCodec"
-[params]
-{params}
-[operating_points]
-kind = "discrete"
-points = [20, 40, 60, 80]
-'''
+from bench.studies.ablation import ablation
+from tests.helpers.manifests import write_submission
 
 
 def test_ablation_pairs_models_and_measures_bd_rate(image_folder, tmp_path):
     subs = tmp_path / "subs"
-    for name, params in [("plain", "subsampling = 2"), ("better", "subsampling = 0")]:
-        (subs / name).mkdir(parents=True)
-        (subs / name / "submission.toml").write_text(MANIFEST.format(name=name, extra=f" ({params})", params=params))
+    for name, subsampling in [("plain", 2), ("better", 0)]:
+        write_submission(subs, name, "bench.codecs.classical:JpegCodec", points=[20, 40, 60, 80],
+                         description=f"JPEG at fixed qualities (subsampling = {subsampling})",
+                         params={"subsampling": subsampling})
     reports = tmp_path / "reports"
     for name in ("plain", "better"):
         run_benchmark(name, f"folder:{image_folder}", [1.0], reports_dir=reports, progress=False, submissions_root=subs)

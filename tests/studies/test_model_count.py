@@ -1,4 +1,5 @@
-"""The one / two / four models table: best subsets, re-using the run's cached encodes."""
+"""The models-per-image study (bench/studies/model_count.py): the one / two / four models
+table, best subsets, re-using the run's cached encodes."""
 
 from __future__ import annotations
 
@@ -7,26 +8,17 @@ from pathlib import Path
 import pytest
 
 from bench.report import build_report
-from bench.report.model_count import model_count_table, write_model_count
 from bench.run import run_benchmark
-
-MANIFEST = '''name = "{name}"
-description = "JPEG at five fixed qualities, standing in for five models"
-codec = "bench.codecs.classical:JpegCodec"
-[operating_points]
-kind = "discrete"
-points = [10, 25, 45, 70, 90]
-[rate_control]
-policy = "{policy}"
-'''
+from bench.studies.model_count import model_count_table, write_model_count
+from tests.helpers.manifests import write_submission
 
 
 @pytest.fixture
 def subs(tmp_path: Path) -> Path:
     root = tmp_path / "subs"
     for name, policy in [("five", "per-image"), ("five_shared", "shared")]:
-        (root / name).mkdir(parents=True)
-        (root / name / "submission.toml").write_text(MANIFEST.format(name=name, policy=policy))
+        write_submission(root, name, "bench.codecs.classical:JpegCodec", points=[10, 25, 45, 70, 90],
+                         description="JPEG at five fixed qualities, standing in for five models", rate_control=policy)
     return root
 
 

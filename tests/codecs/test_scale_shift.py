@@ -17,8 +17,8 @@ from bench.codecs.learned import HyperpriorCodec, to_tensor
 from bench.container import pack, unpack
 from bench.models.hyperprior import build_model
 from bench.paths import SUBMISSIONS_DIR
-from tests.conftest import kodak_crop
-from tests.lic_forge import forge
+from tests.helpers.images import kodak_crop
+from tests.helpers.lic_forge import forge
 
 ROOT = SUBMISSIONS_DIR / "noise_hyperprior"
 pytestmark = pytest.mark.skipif(not (ROOT / "weights" / "l05.pt").exists(), reason="no shipped weights")

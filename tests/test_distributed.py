@@ -1,4 +1,5 @@
-"""Scale-out on Dask: a real LocalCluster (2 worker processes) gives the joblib run's records.
+"""Scale-out on Dask (bench/distributed.py): a real LocalCluster (2 worker processes) gives the
+joblib run's records.
 
 The first test is what CI runs on every push: a cluster started here, the harness connecting
 to it by address (``--backend dask --scheduler ADDRESS``), every record equal to the local
@@ -10,7 +11,6 @@ same. The others cover the LocalCluster the harness starts itself when no addres
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from pathlib import Path
 
@@ -19,10 +19,13 @@ import pytest
 
 from bench.cli import main
 from bench.distributed import SchedulerError, dask_map
+from bench.job import Job
 from bench.results import RecordStore, read_csv
 from bench.run import run_benchmark
-from bench.runner import Job, Runner
+from bench.runner import Runner
 from bench.submission import get_submission
+from tests.helpers.images import crop_folder
+from tests.helpers.network import free_port
 
 TARGETS = [0.6, 1.2]
 SAME = ("bytes", "bpp", "psnr", "msssim", "height", "width", "point")
@@ -55,18 +58,12 @@ def _rows(run_dir: Path, name: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def joblib_reference(tmp_path_factory):
-    from tests.conftest import kodak_crop
-    from PIL import Image as PILImage
-
     root = tmp_path_factory.mktemp("dask")
-    folder = root / "imgs"
-    folder.mkdir()
-    for i, name in enumerate(["kodim01.png", "kodim07.png", "kodim23.png"]):
-        PILImage.fromarray(kodak_crop(name, (64 * i, 32, 64 * i + 192, 32 + 176))).save(folder / f"img{i}.png")
+    folder = crop_folder(root / "imgs")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BENCH_THREADS", "1")
         ref = run_benchmark("jpeg", f"folder:{folder}", targets=TARGETS, jobs=1, reports_dir=root / "joblib",
-                            progress=False, report=False)
+                            progress=False)
     return folder, ref
 
 
@@ -78,8 +75,7 @@ def test_dask_cluster_by_address_gives_the_joblib_records(cluster, joblib_refere
     folder, ref = joblib_reference
     with get_task_stream(client=client) as ts:
         res = run_benchmark("jpeg", f"folder:{folder}", targets=TARGETS, jobs=2, backend="dask",
-                            scheduler=c.scheduler_address, reports_dir=tmp_path / "dask", progress=False,
-                            report=False)
+                            scheduler=c.scheduler_address, reports_dir=tmp_path / "dask", progress=False)
     assert res.errors == [] and res.computed == ref.computed > 30
     assert _records(res.run_dir) == _records(ref.run_dir)
     for name in ("rows.csv", "per_image.csv", "rd.csv"):
@@ -116,7 +112,7 @@ def test_without_a_scheduler_a_local_cluster_is_started_and_closed(joblib_refere
 
     before = workers()
     res = run_benchmark("jpeg", f"folder:{folder}", targets=TARGETS, jobs=2, backend="dask",
-                        reports_dir=tmp_path / "local", progress=False, report=False)
+                        reports_dir=tmp_path / "local", progress=False)
     assert _records(res.run_dir) == _records(ref.run_dir)
     assert _rows(res.run_dir, "rows.csv") == _rows(ref.run_dir, "rows.csv")
     deadline = time.monotonic() + 30
@@ -124,7 +120,7 @@ def test_without_a_scheduler_a_local_cluster_is_started_and_closed(joblib_refere
         time.sleep(0.2)
     assert not left, f"worker processes left running: {left}"
     again = run_benchmark("jpeg", f"folder:{folder}", targets=TARGETS, jobs=2, backend="dask",
-                          reports_dir=tmp_path / "local", progress=False, report=False)
+                          reports_dir=tmp_path / "local", progress=False)
     assert again.computed == 0          # a cached re-run does not even start a cluster
 
 
@@ -135,21 +131,15 @@ def _cmdline(p: psutil.Process) -> list[str]:
         return []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.timeout(60)
 def test_unreachable_scheduler_is_a_clear_error(joblib_reference, tmp_path, monkeypatch, capsys):
     folder, _ = joblib_reference
     monkeypatch.setenv("BENCH_DASK_TIMEOUT", "1")
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     t = time.monotonic()
     with pytest.raises(SchedulerError, match=f"cannot reach the Dask scheduler at '{address}'"):
         run_benchmark("webp", f"folder:{folder}", targets=TARGETS, backend="dask", scheduler=address,
-                      reports_dir=tmp_path / "r", progress=False, report=False)
+                      reports_dir=tmp_path / "r", progress=False)
     assert time.monotonic() - t < 20
     assert main(["run", "-s", "webp", "-d", f"folder:{folder}", "--backend", "dask", "--scheduler", address,
                  "--reports", str(tmp_path / "r"), "--no-progress"]) == 2

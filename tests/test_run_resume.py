@@ -6,6 +6,7 @@ workers too) once ``records.jsonl`` has some lines, a torn half line appended to
 write cut by the kill, then the same command again. The resumed run must end with every
 record present once, no torn line, every bitstream on disk at its recorded size, and the same
 ``rows.csv`` / ``per_image.csv`` numbers as an uninterrupted run into another reports folder.
+(How RecordStore repairs a torn file on its own: tests/test_results.py.)
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from PIL import Image as PILImage
 
 from bench.paths import REPO_ROOT
 from bench.results import RecordStore, read_csv
-
-from .conftest import kodak_crop
+from tests.helpers.images import kodak_crop
 
 SUBMISSION = "avif"
 TARGETS = "0.3,0.8"
@@ -129,18 +129,3 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(crops, tmp_pat
     for folder in (run_dir / "bitstreams").iterdir():           # one file per image, as in the reference
         ref_files = {f.name: f.read_bytes() for f in (ref_dir / "bitstreams" / folder.name).iterdir()}
         assert {f.name: f.read_bytes() for f in folder.iterdir()} == ref_files
-
-
-def test_torn_and_duplicate_lines_are_dropped_on_load(tmp_path):
-    path = tmp_path / "records.jsonl"
-    recs = [{"content_hash": "h", "image_sha256": f"s{i}", "point_key": "1", "bytes": i} for i in range(3)]
-    lines = [json.dumps(r) for r in recs]
-    path.write_text(lines[0] + "\n" + lines[1] + "\n" + lines[0].replace('"bytes": 0', '"bytes": 9') + "\n"
-                    + lines[2][:10])
-    store = RecordStore(path)
-    assert store.repaired == 2 and len(store.records) == 2
-    assert store.get("h", "s0", "1")["bytes"] == 9                 # the later copy wins
-    assert [json.loads(ln)["image_sha256"] for ln in path.read_text().splitlines()] == ["s1", "s0"]
-    store.append(recs[2])
-    assert [json.loads(ln)["image_sha256"] for ln in path.read_text().splitlines()] == ["s1", "s0", "s2"]
-    assert RecordStore(path).repaired == 0

@@ -27,7 +27,7 @@ import numpy as np
 from bench.codec import OperatingPoints
 from bench.metrics import aggregate
 from bench.paths import REPORTS_DIR, SUBMISSIONS_DIR
-from bench.regress import bd_rate, overlap_share, usable_curve
+from bench.rd import bd_rate, overlap_share, usable_curve
 from bench.results import write_csv, write_json
 
 COLUMNS = ["lmbda", "dense_bpp", "gated_bpp", "dense_psnr", "gated_psnr", "psnr_drop_pct", "dense_msssim",
@@ -193,8 +193,8 @@ def gating_table(gated: str, dense: str, dataset: str = "kodak", n_lambdas: int 
         row = {"lmbda": lm, "dense_bpp": da.bpp, "gated_bpp": ga.bpp, "dense_psnr": da.psnr, "gated_psnr": ga.psnr,
                "psnr_drop_pct": 100 * (1 - ga.psnr / da.psnr), "dense_msssim": da.msssim, "gated_msssim": ga.msssim,
                "msssim_drop": da.msssim - ga.msssim,
-               "dense_enc_kmac_px": _kmac_px(d, "x_dense_enc_macs"), "dense_dec_kmac_px": _kmac_px(d, "x_dense_dec_macs"),
-               "gated_enc_kmac_px": _kmac_px(g, "x_eff_enc_macs"), "gated_dec_kmac_px": _kmac_px(g, "x_eff_dec_macs")}
+               "dense_enc_kmac_px": _kmac_px(d, "dense_enc_macs"), "dense_dec_kmac_px": _kmac_px(d, "dense_dec_macs"),
+               "gated_enc_kmac_px": _kmac_px(g, "eff_enc_macs"), "gated_dec_kmac_px": _kmac_px(g, "eff_dec_macs")}
         row |= {"enc_reduction": row["dense_enc_kmac_px"] / row["gated_enc_kmac_px"],
                 "dec_reduction": row["dense_dec_kmac_px"] / row["gated_dec_kmac_px"],
                 "total_reduction": (row["dense_enc_kmac_px"] + row["dense_dec_kmac_px"])

@@ -1,14 +1,14 @@
-"""Decode one bitstream in a fresh process (for the cross-process determinism test).
+"""Decode one bitstream in a fresh process (for the cross-process determinism tests).
 
-usage: python tests/decode_worker.py SUBMISSION_TOML BITSTREAM OUT_NPY THREADS
+usage: python tests/helpers/decode_worker.py SUBMISSION_TOML BITSTREAM OUT_NPY THREADS
+(``tests.helpers.DECODE_WORKER`` is this file's path; ``python -m tests.helpers.decode_worker``
+from the repository root works too).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv: list[str]) -> int:
@@ -25,4 +25,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))     # the repository root: bench/
     sys.exit(main(sys.argv[1:]))

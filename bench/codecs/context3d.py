@@ -1,0 +1,205 @@
+"""The 3-D context models (:mod:`bench.models.context3d`) as a codec: z with compressai's
+entropy-bottleneck coder, y with constriction's range coder, position by position.
+
+File: the :mod:`bench.container` with two streams, z (compressai's string) and y:
+``zigzag(lo)`` and ``n − 2`` as varints (y's symbols are the image's rounded values clipped
+to [lo, lo + n − 1], n ≤ MAX_SUPPORT), then the range coder's 32-bit words, little-endian.
+
+Each group's symbols at a position are coded with a categorical pmf over that support: the
+mixture's CDF at the bin edges in float64 from the model's float32 parameters (the end bins
+take the tails), quantised to integers, every symbol at least one count. Encoder and decoder
+get those parameters from the same serial loop (:meth:`Context3D.serial_pass`), run with one
+torch thread whatever the process's setting, so y decodes under any thread count; only g_s's
+pixels depend on it, as with the other learned codecs.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Iterator
+
+import constriction
+import numpy as np
+import torch
+from torch import nn
+
+from bench.codec import BitstreamError
+from bench.container import pack, unpack, uvarint
+from bench.codecs.learned import HyperpriorCodec, latent_shape, load_weights, to_image, to_tensor
+from bench.limits import is_out_of_memory
+from bench.models.context3d import Context3D, build_context_model, mixture_at
+
+MAX_SUPPORT = 1024        # symbols per element; y of the trained models spans well under ±100
+PMF_TOTAL = 1 << 24       # integer pmfs sum to about this (constriction's range coder: 24-bit probabilities)
+
+
+# --------------------------------------------------------------------------- the pmf
+def quantised_pmf(params: torch.Tensor, K: int, lo: int, n: int) -> np.ndarray:
+    """G×n integer counts (as float64) of one group's symbols at one position, from its P raw
+    float32 parameters; bin j is the value lo + j, the end bins take the tails. float64
+    throughout, in numpy (a handful of cheap calls per position) but for the CDF itself."""
+    weights, means, scales = (a[:, :, None] for a in mixture_at(params.numpy(), K))       # K×G×1
+    edges = np.arange(n - 1, dtype=np.float64) + (lo + 0.5)
+    cdf = (weights * _ndtr((edges - means) / scales)).sum(0)                              # G×(n−1)
+    pmf = np.empty((cdf.shape[0], n))
+    pmf[:, 0], pmf[:, -1] = cdf[:, 0], 1.0 - cdf[:, -1]
+    np.subtract(cdf[:, 1:], cdf[:, :-1], out=pmf[:, 1:-1])
+    return np.floor(np.maximum(pmf, 0.0) * (PMF_TOTAL - n)) + 1
+
+
+def _ndtr(x: np.ndarray) -> np.ndarray:
+    """The standard normal CDF through torch's vectorised kernel (4× scipy's here)."""
+    return torch.special.ndtr(torch.from_numpy(x)).numpy()
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """y's distributions do not depend on the process's thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _zigzag(v: int) -> int:
+    return 2 * v if v >= 0 else -2 * v - 1
+
+
+def _unzigzag(u: int) -> int:
+    return u // 2 if u % 2 == 0 else -(u + 1) // 2
+
+
+def _read_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
+    value, shift = 0, 0
+    while pos < len(data) and shift <= 21:
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            return value, pos
+    raise BitstreamError(f"y stream: bad or truncated varint for {what}")
+
+
+def _y_header(data: bytes) -> tuple[int, int, np.ndarray]:
+    """(lo, n, words) of a y stream; BitstreamError when it cannot be one."""
+    zz, pos = _read_varint(data, 0, "the symbol range's start")
+    n2, pos = _read_varint(data, pos, "the symbol range's size")
+    n = n2 + 2
+    if n > MAX_SUPPORT:
+        raise BitstreamError(f"y stream: {n} symbols per element, above {MAX_SUPPORT}: corrupted file")
+    body = data[pos:]
+    if len(body) % 4:
+        raise BitstreamError(f"y stream: {len(body)} bytes of range-coder words, not a multiple of 4")
+    return _unzigzag(zz), n, np.frombuffer(body, dtype="<u4").astype(np.uint32)
+
+
+# --------------------------------------------------------------------------- coding
+@torch.no_grad()
+def hyper_features(model: Context3D, z_string: bytes, z_shape: tuple[int, int]) -> torch.Tensor:
+    """h_s of the decoded z: what both sides condition y on (the encoder decodes its own z)."""
+    z_hat = model.entropy_bottleneck.decompress([z_string], z_shape)
+    return model.h_s(z_hat)
+
+
+@torch.no_grad()
+def code_y(model: Context3D, hyper: torch.Tensor, y: torch.Tensor) -> tuple[bytes, float]:
+    """The y stream of rounded latents ``y`` (1×M×h×w) and its ideal bits under the quantised pmfs."""
+    y_int = torch.round(y).clamp(-(MAX_SUPPORT // 2), MAX_SUPPORT // 2 - 1)
+    lo = int(y_int.min())
+    n = max(int(y_int.max()) - lo + 1, 2)
+    symbols, pmfs = [], []
+
+    def values(g: int, h: int, w: int, params: torch.Tensor) -> torch.Tensor:
+        group = model.groups[g]
+        v = y_int[0, group.own_start:group.stop, h, w]
+        symbols.append((v - lo).to(torch.int32).numpy())
+        pmfs.append(quantised_pmf(params, model.K, lo, n))
+        return v
+
+    model.serial_pass(hyper, values)
+    s, p = np.concatenate(symbols), np.concatenate(pmfs)
+    bits = float(-np.log2(p[np.arange(len(s)), s] / p.sum(1)).sum())
+    coder = constriction.stream.queue.RangeEncoder()
+    coder.encode(s, constriction.stream.model.Categorical(perfect=False), p)
+    words = coder.get_compressed().astype("<u4").tobytes()
+    return uvarint(_zigzag(lo)) + uvarint(n - 2) + words, bits
+
+
+@torch.no_grad()
+def decode_y(model: Context3D, hyper: torch.Tensor, stream: bytes) -> torch.Tensor:
+    """y_hat (1×M×h×w) from a y stream, through the same serial loop as :func:`code_y`."""
+    lo, n, words = _y_header(stream)
+    decoder = constriction.stream.queue.RangeDecoder(words)
+    family = constriction.stream.model.Categorical(perfect=False)
+
+    def values(g: int, h: int, w: int, params: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(decoder.decode(family, quantised_pmf(params, model.K, lo, n))).float() + lo
+
+    return model.serial_pass(hyper, values)
+
+
+def _context_model(meta: dict) -> Context3D:
+    return build_context_model(meta["arch"], int(meta["N"]), int(meta["M"]))
+
+
+def load_context_model(path: Path) -> Context3D:
+    """A context model from an exported weight file, its masks baked into the weights."""
+    model = load_weights(path, _context_model)
+    model.bake()
+    return model
+
+
+class Context3DCodec(HyperpriorCodec):
+    """Discrete operating points: model names, as :class:`~bench.codecs.learned.HyperpriorCodec`
+    reads them (params ``models``, lowest rate first, and ``weights_dir``; a model's id in the
+    file is its index), each a context model with its masks baked in; y is coded serially with
+    constriction, z with compressai's entropy bottleneck."""
+
+    def _load_model(self, path: Path) -> nn.Module:
+        return load_context_model(path)
+
+    def encode(self, image: np.ndarray, point: Any) -> bytes:
+        model_id, model = self._for_point(point)
+        x, h, w = to_tensor(image)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            y = model.g_a(x)
+            z = model.h_a(torch.abs(y))
+            z_string = model.entropy_bottleneck.compress(z)[0]
+            _, z_lik = model.entropy_bottleneck(z, training=False)
+        t1 = time.perf_counter()
+        with _one_thread():
+            y_stream, y_bits = code_y(model, hyper_features(model, z_string, latent_shape(h, w)), y)
+        self._keep_estimate(model_id, image, y_bits + float(-torch.log2(z_lik).sum()))
+        self._times |= {"enc_net_s": t1 - t0, "enc_coder_s": time.perf_counter() - t1}
+        return pack(model_id, h, w, [z_string, y_stream])
+
+    def decode(self, data: bytes) -> np.ndarray:
+        c = unpack(data)                      # magic, version, lengths, CRC, size: before any decoder
+        model = self._for_id(c.model_id)
+        if len(c.streams) != 2:
+            raise BitstreamError(f"expected 2 streams (z, y), the file has {len(c.streams)}")
+        if c.variant:
+            raise BitstreamError(f"coding variant {c.variant}: this codec writes only variant 0")
+        z_string, y_stream = c.streams
+        t0 = time.perf_counter()
+        try:
+            with _one_thread():
+                y_hat = decode_y(model, hyper_features(model, z_string, latent_shape(c.height, c.width)), y_stream)
+            t1 = time.perf_counter()
+            with torch.no_grad():
+                x_hat = model.g_s(y_hat)
+        except (RuntimeError, ValueError, AssertionError, IndexError) as e:
+            if is_out_of_memory(e) or isinstance(e, BitstreamError):
+                raise
+            raise BitstreamError(f"entropy decoding failed: {type(e).__name__}: {e}") from None
+        self._times |= {"dec_coder_s": t1 - t0, "dec_net_s": time.perf_counter() - t1}
+        return to_image(x_hat, c.height, c.width)
+
+    def versions(self) -> dict[str, str]:
+        return super().versions() | {"constriction": version("constriction"), "y_pmf_total": str(PMF_TOTAL)}

@@ -1,0 +1,136 @@
+"""One job: image × operating point → encode → file on disk → decode from the file → metrics.
+
+Both backends run jobs through :func:`safe_execute`: the local one (joblib, in this process
+or in loky workers) and Dask's workers (``bench/distributed.py``). A job's record is the
+same wherever it ran; only the ``device`` label says where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.codec import BitstreamError, Codec, JobMeasures, overhead_pct
+from bench.data import Image
+from bench.limits import check_declared_size, check_pixels, job_memory
+from bench.metrics import image_metrics
+from bench.results import atomic_write_bytes
+from bench.submission import Submission
+
+_CODECS: dict[tuple[str, str], Codec] = {}
+
+
+def point_key(point: Any) -> str:
+    """A stable, file-name-safe text for an operating point (part of the cache key)."""
+    if isinstance(point, float):
+        return repr(round(point, 6))
+    return str(point).replace("/", "_").replace(" ", "_")
+
+
+def _codec(sub: Submission, content_hash: str) -> Codec:
+    """One codec instance per process and submission (models load once, not per image)."""
+    key = (str(sub.root), content_hash)
+    if key not in _CODECS:
+        _CODECS[key] = sub.make_codec()
+    return _CODECS[key]
+
+
+@dataclass(frozen=True)
+class Job:
+    image: Image
+    point: Any
+    path: Path    # where the bitstream goes (relative to the repo: see Runner)
+
+
+def device_label(threads: int) -> str:
+    """Where a job's networks ran: ``cpu (N threads)``. Every codec here runs on the CPU, whatever
+    GPU the machine has, so the label never says ``cuda`` (CPU time is never labelled GPU time)."""
+    return f"cpu ({threads} threads)"
+
+
+def decoded_hash(pixels: np.ndarray) -> str:
+    """Fingerprint of a decoded image: ``bench verify`` decodes again in another process and
+    compares, which checks that decoding is bit-exact, not only close."""
+    a = np.ascontiguousarray(pixels, dtype=np.uint8)
+    return hashlib.sha256(repr(a.shape).encode() + a.tobytes()).hexdigest()[:16]
+
+
+def _code(sub: Submission, codec: Codec, job: Job, threads: int) -> tuple[bytes, np.ndarray, dict[str, float]]:
+    """Encode → file → read back → decode from the file, under the job's memory ceiling; the
+    file's bytes, the decoded uint8 image and the seconds of each step."""
+    img = job.image
+    with job_memory(img.num_pixels, img.id, threads):
+        t0 = time.perf_counter()
+        data = codec.encode(img.pixels, job.point)
+        t1 = time.perf_counter()
+        if not isinstance(data, (bytes, bytearray)) or not data:
+            raise TypeError(f"{sub.name}: encode must return non-empty bytes, got {type(data).__name__}")
+        atomic_write_bytes(job.path, bytes(data))
+        on_disk = job.path.read_bytes()
+        check_declared_size(codec, on_disk, (img.height, img.width), f"{sub.name}: {job.path.name}")
+        t2 = time.perf_counter()
+        decoded = codec.decode(on_disk)
+        t3 = time.perf_counter()
+    decoded = np.asarray(decoded)
+    if decoded.dtype != np.uint8:
+        decoded = np.clip(np.round(decoded), 0, 255).astype(np.uint8)
+    if decoded.shape != img.pixels.shape:
+        raise BitstreamError(f"{sub.name}: decoded {decoded.shape} from {job.path.name}, "
+                             f"the original is {img.pixels.shape}")
+    return on_disk, decoded, {"enc_s": t1 - t0, "file_s": t2 - t1, "dec_s": t3 - t2}
+
+
+def execute(sub: Submission, content_hash: str, job: Job, threads: int = 1) -> dict:
+    """Run one job in this process and return its record (see module doc). Besides the codec's
+    ``enc_s`` and ``dec_s`` it times the file write and read-back (``file_s``), the metrics
+    (``metrics_s``), the codec's ``measure`` (``measure_s``) and the whole job (``job_s``), so
+    the harness's own share of a job can be read off its records."""
+    import torch
+
+    t_job = time.perf_counter()
+    torch.set_num_threads(threads)
+    codec = _codec(sub, content_hash)
+    img = job.image
+    check_pixels(img.height, img.width, img.id)     # its file would be refused: do not encode it
+    on_disk, decoded, times = _code(sub, codec, job, threads)
+    rec = {
+        "submission": sub.name, "content_hash": content_hash, "image_id": img.id, "image_sha256": img.sha256,
+        "height": img.height, "width": img.width, "point": job.point, "point_key": point_key(job.point),
+        "bytes": len(on_disk), "bpp": len(on_disk) * 8 / img.num_pixels, "file": str(job.path),
+        **times, "device": device_label(threads), "decoded_sha256": decoded_hash(decoded),
+    }
+    t0 = time.perf_counter()
+    rec |= image_metrics(img.pixels, decoded)
+    t1 = time.perf_counter()
+    measures = codec.measure(img.pixels, job.point, on_disk)
+    if not isinstance(measures, JobMeasures):
+        raise TypeError(f"{sub.name}: measure must return bench.codec.JobMeasures, got {type(measures).__name__}")
+    rec |= measures.as_record()
+    if measures.est_bits:
+        rec["overhead_pct"] = overhead_pct(measures.est_bits, len(on_disk))
+    t2 = time.perf_counter()
+    return rec | {"metrics_s": t1 - t0, "measure_s": t2 - t1, "job_s": t2 - t_job}
+
+
+def default_threads(jobs: int) -> int:
+    """Torch threads per job: ``BENCH_THREADS`` or the cores shared out among the jobs."""
+    if os.environ.get("BENCH_THREADS"):
+        return max(1, int(os.environ["BENCH_THREADS"]))
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def safe_execute(sub: Submission, content_hash: str, job: Job, threads: int) -> Any:
+    try:
+        return execute(sub, content_hash, job, threads)
+    except Exception as e:  # reported per job by the caller; the run goes on
+        return e
+
+
+def indexed(k: int, sub: Submission, content_hash: str, job: Job, threads: int) -> tuple[int, Any]:
+    return k, safe_execute(sub, content_hash, job, threads)

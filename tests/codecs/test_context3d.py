@@ -1,0 +1,245 @@
+"""The 3-D context model and its codec (bench/models/context3d.py, bench/codecs/context3d.py)
+with a tiny untrained model: bit-exact round trips across processes, bad files refused, one
+parameter function for encoder and decoder, the warm start, freezing, and the manifest status."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from compressai.models import ScaleHyperprior
+from PIL import Image as PILImage
+
+from bench.codec import BitstreamError
+from bench.codecs.context3d import Context3DCodec, quantised_pmf
+from bench.codecs.learned import to_image, to_tensor
+from bench.container import pack, unpack
+from bench.models.context3d import CONTEXT_ARCHS, Context3D, build_context_model, mixture_likelihood, warm_start
+from bench.paths import REPO_ROOT, SHARED_DATA_DIR, SUBMISSIONS_DIR
+from bench.submission import SubmissionError, discover, get_submission
+from bench.train.recipe import RecipeError, load_recipe
+
+N, M = 8, 8
+
+
+def odd_image() -> np.ndarray:
+    """A real 67×131 crop (odd sides: padding and cropping are exercised)."""
+    with PILImage.open(SHARED_DATA_DIR / "kodak" / "kodim23.png") as im:
+        return np.asarray(im.convert("RGB").crop((300, 200, 431, 267))).copy()
+
+
+def pixel_hash(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def sub_root(tmp_path_factory) -> Path:
+    """A submission folder with two tiny untrained models (y scaled up so the symbols span a
+    few dozen values, as a trained model's do)."""
+    root = tmp_path_factory.mktemp("context3d")
+    (root / "weights").mkdir()
+    for i, arch in enumerate(["context3d_gmm", "context3d_gaussian"]):
+        torch.manual_seed(i)
+        model = build_context_model(arch, N, M)
+        model.g_a[-1].weight.data.mul_(40)
+        torch.save({"state_dict": model.state_dict(), "meta": {"arch": arch, "N": N, "M": M}},
+                   root / "weights" / f"m{i}.pt")
+    return root
+
+
+@pytest.fixture
+def codec(sub_root) -> Context3DCodec:
+    return Context3DCodec({"models": ["m0", "m1"]}, sub_root)
+
+
+DECODE = textwrap.dedent("""
+    import sys
+    import numpy as np, torch
+    from bench.codecs.context3d import Context3DCodec
+    codec = Context3DCodec({"models": ["m0", "m1"]}, sys.argv[1])
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for path in sys.argv[2:]:
+            np.save(f"{path}-{threads}.npy", codec.decode(open(path, "rb").read()))
+""")
+
+
+@pytest.mark.timeout(120)
+def test_round_trip_is_bit_exact_in_a_fresh_process(codec, sub_root, tmp_path):
+    """Encode here (one thread), decode in a new process: with one thread the same pixels bit
+    for bit; with two, y still decodes (it is coded under one thread either way) and only g_s
+    may move a pixel value or two. The decoder's y is the encoder's rounded y."""
+    img = odd_image()
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        here, paths = {}, []
+        for point in ("m0", "m1"):
+            data = codec.encode(img, point)
+            here[point] = codec.decode(data)
+            model = codec.models[codec.names.index(point)]
+            with torch.no_grad():
+                x, h, w = to_tensor(img)
+                assert np.array_equal(here[point], to_image(model.g_s(torch.round(model.g_a(x))), h, w))
+            paths.append(tmp_path / f"{point}.bin")
+            paths[-1].write_bytes(data)
+    finally:
+        torch.set_num_threads(threads_before)
+    res = subprocess.run([sys.executable, "-c", DECODE, str(sub_root), *map(str, paths)], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=110)
+    assert res.returncode == 0, res.stderr
+    for point, path in zip(("m0", "m1"), paths):
+        assert pixel_hash(np.load(f"{path}-1.npy")) == pixel_hash(here[point])
+        assert np.abs(np.load(f"{path}-2.npy").astype(int) - here[point]).max() <= 2
+
+
+def test_file_size_matches_the_model_estimate(codec):
+    img = odd_image()
+    data = codec.encode(img, "m0")
+    est = next(reversed(codec._est.values()))
+    header = unpack(data).header_size
+    assert abs((len(data) - header) * 8 - est) < 0.05 * est + 160    # range coder flush, y header, z
+
+
+def test_corrupted_and_truncated_files_are_refused(codec):
+    data = codec.encode(odd_image(), "m0")
+    rng = np.random.default_rng(0)
+    for pos in list(range(0, len(data), max(1, len(data) // 40))) + [len(data) - 1]:
+        bad = bytearray(data)
+        bad[pos] ^= 1 << int(rng.integers(8))
+        with pytest.raises(BitstreamError):
+            codec.decode(bytes(bad))
+    for n in [0, 3, 8, 12, len(data) // 2, len(data) - 1]:
+        with pytest.raises(BitstreamError):
+            codec.decode(data[:n])
+    c = unpack(data)
+    z, y = c.streams
+    forged = [pack(7, c.height, c.width, [z, y]),                       # unknown model id
+              pack(c.model_id, c.height, c.width, [z, y], variant=1),   # unknown coding variant
+              pack(c.model_id, c.height, c.width, [z]),                 # one stream
+              pack(c.model_id, c.height, c.width, [z, y[:-1]]),         # y words cut mid-word
+              pack(c.model_id, c.height, c.width, [z, b"\x00\xff\x0f" + y[3:]])]   # support over the cap
+    for bad in forged:
+        with pytest.raises(BitstreamError):
+            codec.decode(bad)
+
+
+def test_encoder_and_decoder_share_one_parameter_function(codec):
+    """Both sides go through Context3D.params_at in the same serial loop: the same positions in
+    the same order, with bit-identical parameters; and those are the model's parallel ones."""
+    model = codec.models[0]
+    calls: dict[str, list] = {"encode": [], "decode": []}
+    side = ["encode"]
+    original = model.params_at
+
+    def recording(group, y_pad, hyper, h, w):
+        p = original(group, y_pad, hyper, h, w)
+        calls[side[0]].append(((group, h, w), p.clone()))
+        return p
+
+    model.params_at = recording
+    try:
+        data = codec.encode(odd_image(), "m0")
+        side[0] = "decode"
+        codec.decode(data)
+    finally:
+        del model.params_at
+    enc, dec = calls["encode"], calls["decode"]
+    rows, cols = 8, 12                                 # 67×131 pads to 128×192: y is 8×12
+    assert [k for k, _ in enc] == [(g, i, j) for i in range(rows) for j in range(cols) for g in (0, 1)]
+    assert [k for k, _ in dec] == [k for k, _ in enc]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(enc, dec))
+
+
+def test_serial_parameters_match_the_parallel_pass():
+    torch.manual_seed(0)
+    model = Context3D(N, M).eval()
+    model.bake()
+    y = torch.randint(-5, 6, (1, M, 4, 6)).float()
+    hyper = torch.rand(1, M, 4, 6)
+    parallel = model.params(y, hyper)
+    seen = {}
+
+    def values(g, h, w, params):
+        seen[(g, h, w)] = params.flatten()
+        grp = model.groups[g]
+        return y[0, grp.own_start:grp.stop, h, w]
+
+    assert torch.equal(model.serial_pass(hyper, values), y)
+    for (g, h, w), p in seen.items():
+        assert torch.allclose(p, parallel[g][0, :, h, w], atol=1e-5)
+
+
+def test_masks_are_causal_and_the_3d_context_sees_group_1_at_the_centre():
+    model = Context3D(N, M)
+    g1, g2 = (g.context.mask for g in model.groups)
+    assert g1.shape[1] == M // 2 and g2.shape[1] == M    # group 2 reads both groups
+    assert g1[:, :, 2, 2].sum() == 0 and g2[:, M // 2:, 2, 2].sum() == 0 and g2[:, :M // 2, 2, 2].all()
+    assert g1[:, :, 3:].sum() == 0 and g1[:, :, 2, 3:].sum() == 0 and g1[:, :, :2].all()
+    flat = Context3D(N, M, cross=False)
+    assert flat.groups[1].context.mask.shape[1] == M // 2
+
+
+def test_pmf_is_integer_positive_and_follows_the_models_likelihood():
+    """The codec's float64 pmf (mixture_at) and the training likelihood (mixture) read the
+    parameters the same way."""
+    params = torch.tensor([0.0, 1.0, -1.0, 0.0, 2.0, -3.0, 1.0, 0.5, 4.0])     # K = 3, one element
+    lo, n = -10, 21
+    pmf = quantised_pmf(params, 3, lo, n)
+    assert pmf.shape == (1, n) and (pmf >= 1).all() and np.array_equal(pmf, np.floor(pmf))
+    values = torch.arange(lo + 1, lo + n - 1, dtype=torch.float32).view(1, 1, 1, -1)
+    lik = mixture_likelihood(values, params.view(1, 9, 1, 1).expand(1, 9, 1, n - 2), 3)
+    assert np.abs(pmf[0, 1:-1] / pmf.sum() - lik.flatten().numpy()).max() < 1e-6
+
+
+def test_warm_start_copies_the_hyperprior_and_freezing_leaves_the_entropy_model():
+    torch.manual_seed(0)
+    hp = ScaleHyperprior(N, M)
+    model = build_context_model("context3d_gmm", N, M)
+    left = warm_start(model, hp.state_dict())
+    assert left and all(k.startswith("groups.") for k in left)
+    assert torch.equal(model.g_a[0].weight, hp.g_a[0].weight) and torch.equal(model.h_s[4].bias, hp.h_s[4].bias)
+    model.transforms_trainable(False)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in model.groups.named_parameters(prefix="groups")} | \
+        {"entropy_bottleneck.quantiles"}
+    model.transforms_trainable(True)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_training_forward_gives_likelihoods_of_every_latent():
+    torch.manual_seed(0)
+    model = build_context_model("context3d_gmm", N, M).train()
+    model.g_a[-1].weight.data.mul_(40)     # rounded y not all zero: the context convolutions see values
+    out = model(torch.rand(2, 3, 64, 64))
+    assert out["likelihoods"]["y"].shape == (2, M, 4, 4) and out["x_hat"].shape == (2, 3, 64, 64)
+    bits = sum(-torch.log2(v).sum() for v in out["likelihoods"].values())
+    bits.backward()
+    assert model.groups[1].context.weight.grad.abs().sum() > 0
+
+
+def test_recipe_and_manifest_of_the_shipped_submission():
+    recipe = load_recipe(SUBMISSIONS_DIR / "context3d_gmm" / "train.toml")
+    assert recipe.model.arch in CONTEXT_ARCHS and recipe.model.context
+    assert all(0 < r.freeze_steps < r.steps and r.init.startswith("noise_hyperprior/") for r in recipe.runs)
+    sub = discover(include_training=True).get("context3d_gmm")
+    assert set(sub.params["models"]) == {r.name for r in recipe.runs} == set(sub.points.points)
+    if sub.status == "training":
+        assert "context3d_gmm" not in discover()
+        with pytest.raises(SubmissionError, match="still training"):
+            get_submission("context3d_gmm")
+
+
+def test_freeze_steps_is_refused_outside_context_archs(tmp_path):
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "train.toml"
+    path.write_text('[model]\narch = "scale_hyperprior"\n[[runs]]\nname = "a"\nlmbda = 1.0\nsteps = 10\n'
+                    'freeze_steps = 5\n')
+    with pytest.raises(RecipeError, match="freeze_steps"):
+        load_recipe(path)

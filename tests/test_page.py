@@ -1,0 +1,193 @@
+"""The leaderboard page in a real browser: a page built by ``build_report`` from a small real run
+(JPEG and WebP on three Kodak crops, WebP in both modes), opened in headless Chromium through the
+DevTools protocol (``--remote-debugging-pipe``, no extra packages). It must fit the window at
+1280 and 390 px, its own script must sort a column on a header click and open a row's per-image
+drill-down. Skipped, with the reason, when ``/usr/bin/chromium`` is absent (``.ci/run`` installs it).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import select
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.report import build_report
+from bench.run import run_benchmark
+from tests.helpers.images import crop_folder
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+needs_chromium = pytest.mark.skipif(not CHROMIUM.is_file(), reason="/usr/bin/chromium is not installed "
+                                    "(apt-get install chromium; .ci/run does); the page is not checked in a browser")
+
+
+class Browser:
+    """Headless Chromium driven over the DevTools pipe (fd 3: commands in, fd 4: replies out)."""
+
+    def __init__(self, profile: Path, timeout: float = 60.0) -> None:
+        self.timeout, self.ids, self.buf = timeout, 0, b""
+        cmd_r, self.cmd_w = os.pipe()
+        self.out_r, out_w = os.pipe()
+
+        def fds() -> None:   # in the child: the pipe ends become fds 3 and 4 (moved up first: they may be 3 or 4)
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (cmd_r, out_w)]
+            os.dup2(high[0], 3)
+            os.dup2(high[1], 4)
+
+        self.proc = subprocess.Popen([str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe"],
+                                     preexec_fn=fds, close_fds=False, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        os.close(cmd_r)
+        os.close(out_w)
+        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        self.send("Page.enable", session=True)
+
+    def send(self, method: str, params: dict | None = None, session: bool = False) -> dict:
+        """One command; its result (events that arrive meanwhile are kept for :meth:`wait_event`)."""
+        self.ids += 1
+        msg = {"id": self.ids, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = self.session
+        os.write(self.cmd_w, json.dumps(msg).encode() + b"\0")
+        while True:
+            reply = self._read()
+            if reply.get("id") == self.ids:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+
+    def _read(self) -> dict:
+        deadline = time.monotonic() + self.timeout
+        while b"\0" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.out_r], [], [], left)[0]:
+                raise TimeoutError("no reply from chromium")
+            chunk = os.read(self.out_r, 1 << 20)
+            if not chunk:
+                raise RuntimeError("chromium closed the pipe")
+            self.buf += chunk
+        raw, self.buf = self.buf.split(b"\0", 1)
+        return json.loads(raw)
+
+    def open(self, url: str, width: int, height: int = 900) -> None:
+        """``url`` in a window ``width`` × ``height`` CSS px, after its load event and its scripts ran."""
+        self.send("Emulation.setDeviceMetricsOverride",
+                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session=True)
+        self.send("Page.navigate", {"url": url}, session=True)
+        self.js("new Promise(r => document.readyState === 'complete' ? r() : addEventListener('load', () => r()))")
+
+    def js(self, expression: str):
+        """The page's value of ``expression`` (promises awaited), run in the page with its own script."""
+        res = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True},
+                        session=True)
+        if "exceptionDetails" in res:
+            raise RuntimeError(res["exceptionDetails"].get("text", "script error"))
+        return res["result"].get("value")
+
+    def screenshot(self, path: Path, width: int, max_height: int) -> None:
+        """The page from the top, ``width`` wide and at most ``max_height`` tall, as PNG."""
+        import base64
+
+        height = min(int(self.js("document.documentElement.scrollHeight")), max_height)
+        shot = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
+                                                    "clip": {"x": 0, "y": 0, "width": width, "height": height,
+                                                             "scale": 1}}, session=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close")
+        except (OSError, RuntimeError, TimeoutError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.cmd_w)
+        os.close(self.out_r)
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory) -> Path:
+    """leaderboard.html of a real run: jpeg and webp under the CLIC budget, webp also per image."""
+    root = tmp_path_factory.mktemp("page")
+    images = crop_folder(root / "imgs")
+    for sub, mode in (("jpeg", "clic"), ("webp", "clic"), ("webp", "per-image")):
+        run_benchmark(sub, f"folder:{images}", [0.3, 1.0], mode=mode, reports_dir=root / "reports", progress=False,
+                      log=lambda *_: None)
+    return build_report(root / "reports" / "imgs", reference_dir=None)["html"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        pytest.skip("/usr/bin/chromium is not installed")
+    with tempfile.TemporaryDirectory() as profile:
+        b = Browser(Path(profile))
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_page_is_built_from_the_run(page):
+    html = page.read_text(encoding="utf-8")
+    assert html.count('class="drill"') == 6           # 2 targets × (jpeg, webp clic, webp per-image), all feasible
+    assert "Per-image mode" in html and 'href="per_image.csv"' in html and 'href="leaderboard.csv"' in html
+    assert "<pre>" not in html and "nan<" not in html
+
+
+@needs_chromium
+@pytest.mark.parametrize("width", [1280, 390])
+def test_no_page_level_horizontal_scroll(browser, page, width):
+    browser.open(page.as_uri(), width)
+    scroll, client = browser.js("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert client == width and scroll <= client, f"page is {scroll} px wide in a {client} px window"
+    more = browser.js("document.querySelectorAll('button.more').length")
+    browser.js("document.querySelectorAll('button.more').forEach(b => b.click())")   # every column shown
+    assert more > 0 and browser.js("document.documentElement.scrollWidth") <= width
+
+
+@needs_chromium
+def test_header_click_sorts_rows_with_the_pages_script(browser, page):
+    browser.open(page.as_uri(), 1280)
+    first = "document.querySelector('section#target-0-3 table.board')"
+    names = f"Array.from({first}.tBodies).map(b => b.rows[0].cells[1].getAttribute('data-v'))"
+    bpp = f"Array.from({first}.tBodies).map(b => parseFloat(b.rows[0].cells[5].getAttribute('data-v')))"
+    before = browser.js(names)
+    assert sorted(before) == ["jpeg", "webp"]
+    assert browser.js(f"{first}.tHead.rows[0].cells[5].textContent") == "bpp"
+    browser.js(f"{first}.tHead.rows[0].cells[5].click()")     # bpp: cheapest first
+    up = browser.js(bpp)
+    assert up == sorted(up) and browser.js(f"{first}.tHead.rows[0].cells[5].getAttribute('aria-sort')") == "ascending"
+    browser.js(f"{first}.tHead.rows[0].cells[5].click()")     # again: the other way
+    assert browser.js(bpp) == sorted(up, reverse=True)
+    browser.js(f"{first}.tHead.rows[0].cells[1].click()")     # by name, a to z
+    assert browser.js(names) == ["jpeg", "webp"]
+    browser.js(f"{first}.tHead.rows[0].cells[1].click()")
+    assert browser.js(names) == ["webp", "jpeg"]
+
+
+@needs_chromium
+def test_drill_down_opens_every_images_results(browser, page):
+    browser.open(page.as_uri(), 390)
+    body = "document.querySelector('section#target-1 table.board').tBodies[0]"
+    assert browser.js(f"{body}.querySelector('tr.drill').hidden") is True
+    browser.js(f"{body}.querySelector('button.dd').click()")
+    assert browser.js(f"{body}.querySelector('tr.drill').hidden") is False
+    rows = browser.js(f"Array.from({body}.querySelectorAll('tr.drill tbody tr')).map(r => "
+                      "Array.from(r.cells).map(c => c.textContent))")
+    assert [r[0] for r in rows] == ["img0", "img1", "img2"]
+    for _, point, bpp, msssim, psnr, size in rows:
+        assert point and 0 < float(bpp) <= 3 and 0 < float(msssim) <= 1 and 10 < float(psnr) < 60
+    assert browser.js("document.documentElement.scrollWidth") <= 390
