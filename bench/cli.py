@@ -106,7 +106,7 @@ def cmd_report(args) -> int:
     folders = [Path(args.reports) / args.dataset] if args.dataset else \
         sorted(p for p in Path(args.reports).iterdir() if (p / "runs").is_dir())
     for folder in folders:
-        for name, path in build_report(folder).items():
+        for name, path in build_report(folder, bd_anchor=args.bd_anchor).items():
             print(f"{name:>16}: {path}")
     return 0
 
@@ -251,6 +251,8 @@ def _add_files(sp) -> None:
     """The commands that read stored files: report, decode, verify."""
     rep = sp.add_parser("report", help="rebuild leaderboard.csv/html and RD plots from the stored runs")
     _dataset(rep, None, "one dataset's report (default: all)")
+    rep.add_argument("--bd-anchor", help="the submission the BD-rate table compares against "
+                                         "(default: the best classical codec)")
     _reports(rep)
     rep.set_defaults(fn=cmd_report)
     d = sp.add_parser("decode", help="decode a folder of bitstreams to PNGs (recompute metrics from files alone)")

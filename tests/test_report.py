@@ -311,3 +311,11 @@ def test_a_row_that_leaves_its_budget_unused_is_marked_with_its_note(tmp_path):
     assert 'class="limited"' in table or 'class="leader limited"' in table
     assert html.escape(note) in table
     assert page.count(" limited\"") + page.count("\"limited\"") == 1       # only that row
+
+
+def test_the_bd_anchor_is_chosen_on_the_command_line(report, capsys):
+    from bench.cli import main
+
+    ds, _ = report
+    assert main(["report", "--dataset", ds.name, "--reports", str(ds.parent), "--bd-anchor", "jpg"]) == 2
+    assert "did you mean 'jpeg'" in capsys.readouterr().err

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterable
 
 from bench.paths import REFERENCE_DIR
+from bench.registry import Registry
 
 from .leaderboard import (Run, Skipped, bd_summary, default_anchor, leaderboard_table, load_runs, per_image_table,
                           write_csv_atomic)
@@ -72,6 +73,11 @@ def build_report(dataset_dir: Path, extra_sections: Iterable[tuple[str, str]] = 
     xlim = fitted_xlim(runs, sorted({float(t) for r in runs for t in r.rows["target_bpp"].dropna()}))
     out |= _plots(runs, dataset_dir, references, xlim)
     studies, named = study_sections(dataset_dir, {r.name for r in runs}, {s.name: s.reason for s in skipped}, board)
+    if bd_anchor:
+        ran: Registry[Run] = Registry("run (BD-rate anchor)")
+        for r in runs:
+            ran.add(r.name, r)
+        ran.get(bd_anchor)                    # an unknown name: RegistryError with "did you mean"
     anchor = bd_anchor or default_anchor(runs)
     page = render_page(dataset_dir.name, runs, [s for s in skipped if s.name not in named], board, out,
                        extra_sections=studies + list(extra_sections), notes=notes, per_image=per_image,

@@ -226,6 +226,24 @@ def _variable_rate(root: Path) -> Path:
                             params={"weights": "vr.pt"}, points=continuous(0.5, 16.0, scale="log"))
 
 
+def _context3d(root: Path) -> Path:
+    """A submission with an untrained N=M=8 3-D context model (two groups, GMM, RPE; y scaled
+    up so its symbols span a few dozen values, as a trained model's do)."""
+    import torch
+
+    from bench.models.context3d import build_context_model
+
+    torch.manual_seed(0)
+    model = build_context_model("context3d_gmm", 8, 8)
+    with torch.no_grad():
+        model.g_a[-1].weight.mul_(40)
+    (root / "fuzzctx" / "weights").mkdir(parents=True)
+    torch.save({"state_dict": model.state_dict(), "meta": {"arch": "context3d_gmm", "N": 8, "M": 8}},
+               root / "fuzzctx" / "weights" / "m.pt")
+    return write_submission(root, "fuzzctx", "bench.codecs.context3d:Context3DCodec", description="fuzz",
+                            params={"models": ["m"]}, points=["m"])
+
+
 KINDS = [
     Kind("jpeg", "jpeg", 60, (0, 3), False, jpeg_fields),
     Kind("webp", "webp", 60, (8, 4), False, webp_fields),
@@ -235,6 +253,7 @@ KINDS = [
     Kind("learned-hyperprior", _tiny_hyperprior, "base", (0, 3), True, lic_fields),
     Kind("learned-zoo", _zoo_random, 1, (0, 3), True, lic_fields),
     Kind("learned-variable-rate", _variable_rate, 4.0, (0, 3), True, lambda data: lic_fields(data, ids_in_range=True)),
+    Kind("learned-context3d", _context3d, "m", (0, 3), True, lic_fields),
 ]
 
 
