@@ -8,6 +8,7 @@ MODE ?= clic
 OBJECTIVE ?= msssim
 JOBS ?= 1
 BACKEND ?= joblib
+PROBE ?= none
 SCHEDULER ?=
 
 .PHONY: setup bench test train report list benchmark load profile regress ablation gating
@@ -22,7 +23,7 @@ setup: .venv/.installed
 
 bench: setup  ## benchmark SUBMISSION on DATASET at TARGETS; report in reports/$(DATASET)/
 	$(PY) -m bench run --submission $(SUBMISSION) --dataset $(DATASET) --targets $(TARGETS) \
-	  --mode $(MODE) --objective $(OBJECTIVE) --jobs $(JOBS) --backend $(BACKEND) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+	  --mode $(MODE) --objective $(OBJECTIVE) --jobs $(JOBS) --backend $(BACKEND) --probe $(PROBE) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 test: setup  ## the test suite (what CI runs)
 	$(PY) -m pytest -q

@@ -87,9 +87,10 @@ def cmd_run(args) -> int:
 
     res = run_benchmark(args.submission, args.dataset, args.targets, args.mode, args.objective, args.jobs,
                         args.limit, Path(args.reports), args.backend, args.scheduler, progress=not args.no_progress,
-                        allow_16bit=args.allow_16bit)
+                        allow_16bit=args.allow_16bit, probe=args.probe)
     build_report(res.run_dir.parent.parent)
-    print(f"\n{args.submission} on {args.dataset}: {res.computed} jobs encoded, {res.seconds:.1f} s")
+    print(f"\n{args.submission} on {args.dataset}: {res.computed} jobs encoded, {res.estimated} points estimated, "
+          f"{res.seconds:.1f} s")
     cols = ["target_bpp", "mode", "status", "bpp", "msssim", "msssim_db", "psnr", "bytes", "budget_bytes", "note"]
     print("  ".join(f"{c:>12}" for c in cols[:-1]) + "  note")
     for r in res.rows:
@@ -237,6 +238,10 @@ def _add_run(sp) -> None:
     r.add_argument("--objective", choices=["msssim", "psnr"], default="msssim", help="what clic mode maximises")
     r.add_argument("--jobs", "-j", type=int, default=1, help="parallel jobs (joblib processes or Dask workers)")
     r.add_argument("--limit", type=int, help="only the first N images (quick looks)")
+    r.add_argument("--probe", choices=["estimate", "none"], default="none",
+                   help="none: code every point the search looks at; estimate: search with the codec's estimates "
+                        "(learned codecs) and code only the points it settles on (fewer coded jobs; not yet faster "
+                        "for the shipped models, see reports/load/PROFILE.md)")
     r.add_argument("--allow-16bit", action="store_true", help="reduce 16-bit PNGs to their high 8 bits instead of "
                                                                "refusing them")
     r.add_argument("--max-pixels", type=_pixels, help=MAX_PIXELS_HELP)

@@ -103,6 +103,16 @@ class JobMeasures:
 
 
 @dataclass(frozen=True)
+class Estimate:
+    """What an operating point would give, without entropy coding or a file: the estimated
+    file size (bytes) and the reconstruction (uint8 H×W×3). Rate control may sweep and bracket
+    with estimates; every reported number comes from real files."""
+
+    bytes: int
+    decoded: np.ndarray
+
+
+@dataclass(frozen=True)
 class Complexity:
     """The cost of one network on one padded image size: MACs (``uncounted`` names the ops the
     counter skipped), parameters and the bytes a decoder must hold; ``model`` says which
@@ -186,6 +196,11 @@ class Codec(ABC):
         """Optional: what the codec knows of the job it just ran (called after ``decode``, in
         the same process, with the image, point and file of that job)."""
         return JobMeasures()
+
+    def estimate(self, image: np.ndarray, point: Any) -> Estimate | None:
+        """Optional: a cheap estimate of ``point`` on ``image`` (e.g. one network pass with
+        rounded latents, the bytes from the likelihoods); None when the codec offers none."""
+        return None
 
     def complexity(self, point: Any, height: int, width: int) -> Complexity | None:
         """Optional: the cost of coding one height×width image at ``point``; None when the

@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -118,6 +118,31 @@ def execute(sub: Submission, content_hash: str, job: Job, threads: int = 1) -> d
     return rec | {"metrics_s": t1 - t0, "measure_s": t2 - t1, "job_s": t2 - t_job}
 
 
+def probe(sub: Submission, content_hash: str, job: Job, threads: int = 1) -> dict | None:
+    """The codec's estimate of ``job`` (no entropy coding, no file) as a record marked
+    ``"estimated": True``, with the metrics of its reconstruction; None when the codec offers
+    no estimate. Rate control sweeps with these; nothing reported comes from them."""
+    import torch
+
+    t0 = time.perf_counter()
+    torch.set_num_threads(threads)
+    codec = _codec(sub, content_hash)
+    img = job.image
+    check_pixels(img.height, img.width, img.id)
+    with job_memory(img.num_pixels, img.id, threads):
+        est = codec.estimate(img.pixels, job.point)
+    if est is None:
+        return None
+    decoded = np.asarray(est.decoded)
+    if decoded.dtype != np.uint8 or decoded.shape != img.pixels.shape:
+        raise TypeError(f"{sub.name}: estimate returned a {decoded.dtype} {decoded.shape} reconstruction for a "
+                        f"{img.pixels.shape} image (uint8 of the original's shape expected)")
+    return {"submission": sub.name, "content_hash": content_hash, "image_id": img.id, "image_sha256": img.sha256,
+            "height": img.height, "width": img.width, "point": job.point, "point_key": point_key(job.point),
+            "bytes": int(est.bytes), "bpp": int(est.bytes) * 8 / img.num_pixels, "estimated": True,
+            **image_metrics(img.pixels, decoded), "probe_s": time.perf_counter() - t0}
+
+
 def default_threads(jobs: int) -> int:
     """Torch threads per job: ``BENCH_THREADS`` or the cores shared out among the jobs."""
     if os.environ.get("BENCH_THREADS"):
@@ -125,9 +150,10 @@ def default_threads(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
-def safe_execute(sub: Submission, content_hash: str, job: Job, threads: int) -> Any:
+def safe_execute(sub: Submission, content_hash: str, job: Job, threads: int, fn: Callable = execute) -> Any:
+    """``fn`` (a job, or its estimate) with any exception returned, not raised."""
     try:
-        return execute(sub, content_hash, job, threads)
+        return fn(sub, content_hash, job, threads)
     except Exception as e:  # reported per job by the caller; the run goes on
         return e
 

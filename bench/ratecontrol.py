@@ -28,6 +28,13 @@ OBJECTIVES = ("msssim", "psnr")
 # -MSE/255² per pixel times this weight: still higher for better quality (they take leftover
 # bytes), but far below any real MS-SSIM gain, so scored images are served first.
 NAN_MSSSIM_WEIGHT = 1e-6
+#: Rounds of "select on estimates, code the chosen points, select again" before every point
+#: evaluated so far is coded for real (a codec whose estimates keep misleading the search).
+SETTLE_ROUNDS = 8
+#: Of those rounds, how many search again (refinement, bisection) on the corrected estimates.
+REFINE_AFTER_CODING = 1
+#: Real bytes this far (relative) from the estimates make the search run again on corrected ones.
+ESTIMATE_TOLERANCE = 0.05
 
 Evaluate = Callable[[list[tuple[str, Any]]], list[dict]]
 
@@ -139,20 +146,57 @@ def allocate(tables: Mapping[str, list[Candidate]], budget: int) -> dict[str, Ca
 
 
 class _Evaluations:
-    """Every record so far, per image and point; asks ``evaluate`` only for pairs it lacks."""
+    """Every record so far, per image and point; asks for pairs it lacks only. New pairs go to
+    ``estimate`` when there is one (cheap), else to ``evaluate``; :meth:`confirm` replaces
+    estimated records with real ones.
 
-    def __init__(self, evaluate: Evaluate, images: Mapping[str, int]) -> None:
-        self.evaluate = evaluate
+    Estimated bytes are corrected by what the real files of the same image showed: each
+    estimate is scaled by the real/estimated ratio of the confirmed point nearest to it in
+    size, so a codec whose estimates run 30 % low misleads the search once, not every round.
+    The raw estimate stays in ``estimated_bytes``."""
+
+    def __init__(self, evaluate: Evaluate, images: Mapping[str, int], estimate: Evaluate | None = None) -> None:
+        self.evaluate, self.estimate = evaluate, estimate
+        self.pixels = dict(images)
         self.records: dict[str, dict[Any, dict]] = {i: {} for i in images}
+        self.ratios: dict[str, list[tuple[int, float]]] = {i: [] for i in images}   # (raw estimate, real/raw)
 
     def request(self, pairs: list[tuple[str, Any]]) -> None:
-        new = list(dict.fromkeys(p for p in pairs if p[1] not in self.records[p[0]]))
+        self._fill(list(dict.fromkeys(p for p in pairs if p[1] not in self.records[p[0]])),
+                   self.estimate or self.evaluate)
+
+    def confirm(self, pairs: list[tuple[str, Any]]) -> float:
+        """Evaluate for real the pairs whose records are estimates; the largest relative
+        difference between a real file and its raw estimate."""
+        todo = list(dict.fromkeys(p for p in pairs if self.records[p[0]][p[1]].get("estimated")))
+        raw = {p: self.records[p[0]][p[1]]["estimated_bytes"] for p in todo}
+        self._fill(todo, self.evaluate)
+        fake = [p for p in todo if self.records[p[0]][p[1]].get("estimated")]
+        if fake:
+            raise RuntimeError(f"evaluate returned an estimated record for {len(fake)} pair(s), e.g. {fake[0]}")
+        for (img, point), est in raw.items():
+            self.ratios[img].append((est, int(self.records[img][point]["bytes"]) / max(est, 1)))
+        for img in {img for img, _ in todo}:
+            for rec in self.records[img].values():
+                if rec.get("estimated"):
+                    rec["bytes"] = self._corrected(img, rec["estimated_bytes"])
+        return max((abs(int(self.records[i][p]["bytes"]) / max(e, 1) - 1) for (i, p), e in raw.items()), default=0.0)
+
+    def _corrected(self, img: str, est: int) -> int:
+        if not self.ratios[img]:
+            return est
+        _, ratio = min(self.ratios[img], key=lambda r: abs(math.log(max(r[0], 1) / max(est, 1))))
+        return max(1, round(est * ratio))
+
+    def _fill(self, new: list[tuple[str, Any]], source: Evaluate) -> None:
         if not new:
             return
         wanted = set(new)
-        for rec in self.evaluate(new):
+        for rec in source(new):
             key = (rec["image_id"], rec["point"])
             if key in wanted:
+                if rec.get("estimated"):
+                    rec = dict(rec, estimated_bytes=int(rec["bytes"]), bytes=self._corrected(key[0], int(rec["bytes"])))
                 self.records[key[0]][key[1]] = rec
         missing = [p for p in new if p[1] not in self.records[p[0]]]
         if missing:
@@ -277,47 +321,90 @@ def _check(images: Mapping[str, int], targets: Sequence[float], mode: str, objec
         raise ValueError(f"refine_rounds must be >= 0, got {refine_rounds}")
 
 
+def _select(ev: _Evaluations, points: OperatingPoints, target: float, mode: str, objective: str, policy: str,
+            refine_rounds: int) -> Selection:
+    """One target's selection from the records so far (asking for more where the policy refines)."""
+    images = ev.pixels
+    total_px = sum(images.values())
+    caps = {img: _floor_bytes(target, n) for img, n in images.items()}
+    budget = _floor_bytes(target, total_px) if mode == "clic" else sum(caps.values())
+    if policy == "shared":
+        def fits(p: Any) -> bool:
+            sizes = {img: int(recs[p]["bytes"]) for img, recs in ev.records.items()}
+            if mode == "clic":
+                return sum(sizes.values()) <= budget
+            return all(sizes[img] <= caps[img] for img in sizes)
+
+        best = _shared(ev, points, fits, objective, refine_rounds)
+        chosen = {} if best is None else {img: recs[best] for img, recs in ev.records.items()}
+        lowest = min(sum(int(recs[p]["bytes"]) for recs in ev.records.values()) for p in ev.common_points())
+        fail = f"no single point keeps {'the set' if mode == 'clic' else 'every image'} at or below {target} bpp"
+    elif mode == "clic":
+        alloc = _clic_per_image(ev, points, budget, objective, refine_rounds)
+        chosen = {} if alloc is None else {img: c.record for img, c in alloc.items()}
+        lowest = sum(min(int(r["bytes"]) for r in recs.values()) for recs in ev.records.values())
+        fail = f"the cheapest evaluated points give {lowest * 8 / total_px:.4f} bpp, above the {target} bpp target"
+    else:
+        picks = _per_image_mode(ev, points, caps, objective, refine_rounds)
+        short = [img for img, c in picks.items() if c is None]
+        chosen = {} if short else {img: c.record for img, c in picks.items() if c is not None}
+        lowest = sum(min(int(r["bytes"]) for r in recs.values()) for recs in ev.records.values())
+        fail = f"{len(short)} of {len(images)} images cannot reach {target} bpp"
+    return Selection(target_bpp=target, mode=mode, status="ok" if chosen else "infeasible", budget_bytes=budget,
+                     chosen=chosen, lowest_bpp=lowest * 8 / total_px, note="" if chosen else fail)
+
+
+def _unconfirmed(ev: _Evaluations, sel: Selection, policy: str) -> list[tuple[str, Any]]:
+    """The estimated records a selection rests on: its chosen points, or, when it found none,
+    the cheapest points (an infeasible verdict and its lowest bpp must come from real files)."""
+    if sel.chosen:
+        recs = sel.chosen.values()
+    elif policy == "shared":
+        cheapest = min(ev.common_points(), key=lambda p: sum(int(r[p]["bytes"]) for r in ev.records.values()))
+        recs = [r[cheapest] for r in ev.records.values()]
+    else:
+        recs = [min(r.values(), key=lambda rec: int(rec["bytes"])) for r in ev.records.values()]
+    return [(rec["image_id"], rec["point"]) for rec in recs if rec.get("estimated")]
+
+
+def _settled(ev: _Evaluations, points: OperatingPoints, target: float, mode: str, objective: str, policy: str,
+             refine_rounds: int) -> Selection:
+    """Select on estimates (sweep and refinement), code the points the selection rests on for
+    real, select again among the points known (real records where coded, corrected estimates
+    elsewhere), until it rests on real records only. Should that not happen within
+    :data:`SETTLE_ROUNDS`, every point evaluated so far is coded and the last selection made
+    on real records alone."""
+    sel = _select(ev, points, target, mode, objective, policy, refine_rounds)
+    for k in range(SETTLE_ROUNDS):
+        pending = _unconfirmed(ev, sel, policy)
+        if not pending:
+            return sel
+        off = ev.confirm(pending)
+        # estimates that were off: search again on the corrected ones (the first rounds only);
+        # else the choice stands, among the points known
+        again = off > ESTIMATE_TOLERANCE and k < REFINE_AFTER_CODING
+        sel = _select(ev, points, target, mode, objective, policy, refine_rounds if again else 0)
+    ev.confirm([(img, p) for img, recs in ev.records.items() for p, r in recs.items() if r.get("estimated")])
+    return _select(ev, points, target, mode, objective, policy, 0)
+
+
 def rate_control(images: dict[str, int], points: OperatingPoints, evaluate: Evaluate, targets: Sequence[float],
                  mode: str = "clic", objective: str = "msssim", policy: str = "per-image",
-                 refine_rounds: int = 4) -> list[Selection]:
+                 refine_rounds: int = 4, estimate: Evaluate | None = None) -> list[Selection]:
     """Choose a record per image for each target, evaluating as few (image, point) pairs as it can.
 
     ``images`` maps image id to pixel count; ``evaluate`` turns (image_id, point) pairs into
     records and is called once per round, never twice for a pair. ``mode="clic"`` spends one
     budget over the set, ``"per-image"`` keeps every image at or below the target; ``policy``
     ``"shared"`` uses one point for all images. Selections come back in ``targets`` order.
+
+    With ``estimate`` (cheap records marked ``"estimated": True``, same keys), the sweep and
+    the search run on estimates, and only the points a selection rests on are evaluated for
+    real (then the selection is made again): every chosen record, hence every budget check
+    and reported number, is a real one.
     """
     _check(images, targets, mode, objective, policy, refine_rounds)
-    ev = _Evaluations(evaluate, images)
+    ev = _Evaluations(evaluate, images, estimate)
     ev.request([(img, p) for img in images for p in points.initial()])
-    total_px = sum(images.values())
-    out = []
-    for target in targets:
-        caps = {img: _floor_bytes(target, n) for img, n in images.items()}
-        budget = _floor_bytes(target, total_px) if mode == "clic" else sum(caps.values())
-        if policy == "shared":
-            def fits(p: Any) -> bool:
-                sizes = {img: int(recs[p]["bytes"]) for img, recs in ev.records.items()}
-                if mode == "clic":
-                    return sum(sizes.values()) <= budget
-                return all(sizes[img] <= caps[img] for img in sizes)
-
-            best = _shared(ev, points, fits, objective, refine_rounds)
-            chosen = {} if best is None else {img: recs[best] for img, recs in ev.records.items()}
-            lowest = min(sum(int(recs[p]["bytes"]) for recs in ev.records.values()) for p in ev.common_points())
-            fail = f"no single point keeps {'the set' if mode == 'clic' else 'every image'} at or below {target} bpp"
-        elif mode == "clic":
-            alloc = _clic_per_image(ev, points, budget, objective, refine_rounds)
-            chosen = {} if alloc is None else {img: c.record for img, c in alloc.items()}
-            lowest = sum(min(int(r["bytes"]) for r in recs.values()) for recs in ev.records.values())
-            fail = f"the cheapest evaluated points give {lowest * 8 / total_px:.4f} bpp, above the {target} bpp target"
-        else:
-            picks = _per_image_mode(ev, points, caps, objective, refine_rounds)
-            short = [img for img, c in picks.items() if c is None]
-            chosen = {} if short else {img: c.record for img, c in picks.items() if c is not None}
-            lowest = sum(min(int(r["bytes"]) for r in recs.values()) for recs in ev.records.values())
-            fail = f"{len(short)} of {len(images)} images cannot reach {target} bpp"
-        out.append(Selection(target_bpp=target, mode=mode, status="ok" if chosen else "infeasible",
-                             budget_bytes=budget, chosen=chosen, lowest_bpp=lowest * 8 / total_px,
-                             note="" if chosen else fail))
-    return out
+    return [_settled(ev, points, t, mode, objective, policy, refine_rounds) if estimate is not None
+            else _select(ev, points, t, mode, objective, policy, refine_rounds) for t in targets]

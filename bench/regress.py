@@ -4,6 +4,9 @@
 profile (:mod:`bench.profiles`; ``fast`` for CI) in a fresh folder under ``reports/.tmp/regress/``,
 then compares with ``reports/baselines/<profile>/<submission>.json``:
 
+The gate codes every point its search looks at (``probe="none"``), so its RD sweep is whole
+and comparable with the baselines whatever a codec's estimates say.
+
 * **RD curves** (the run's ``rd.csv``): BD-rate of current vs baseline, log-rate, pchip, over the
   overlapping quality range, for MS-SSIM (dB) and PSNR. Points that are dominated (more bits, no
   more quality) are dropped first. A warning when the overlap is below 75 % of the joint range;
@@ -190,7 +193,7 @@ def measure(name: str, profile: Profile, folder: Path, images: dict, work_dir: P
     t0 = time.perf_counter()
     res = run_benchmark(name, f"folder:{folder}", targets=list(profile.targets), mode=profile.mode,
                         objective=profile.objective, jobs=profile.jobs, reports_dir=Path(work_dir),
-                        progress=False, log=data_log.append, submissions_root=Path(submissions_root))
+                        progress=False, log=data_log.append, probe="none", submissions_root=Path(submissions_root))
     wall = time.perf_counter() - t0
     info = json.loads((res.run_dir / "run.json").read_text())
     rd = [{"point": r["point"], "bytes": int(r["bytes"]), "bpp": as_float(r["bpp"]), "psnr": as_float(r["psnr"]),

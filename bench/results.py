@@ -30,7 +30,8 @@ ROW_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "status", "images"
                "psnr", "msssim", "msssim_db", "psnr_mean", "msssim_mean", "enc_s", "dec_s", "device", "bitstreams",
                "lowest_bpp", "note", "date", "commit"]
 PER_IMAGE_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "image_id", "point", "bytes", "bpp", "psnr",
-                     "msssim", "msssim_db", "enc_s", "dec_s", "file", "decoded_sha256", "est_bits", "overhead_pct"]
+                     "msssim", "msssim_db", "enc_s", "dec_s", "file", "decoded_sha256", "est_bits", "overhead_pct",
+                     "points_estimated", "points_coded"]
 RD_COLUMNS = ["submission", "point", "images", "bytes", "bpp", "psnr", "msssim", "msssim_db", "psnr_mean",
               "msssim_mean"]
 PACKAGES = ("torch", "torchvision", "compressai", "pytorch-msssim", "pillow", "imagecodecs", "numpy",

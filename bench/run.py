@@ -24,6 +24,7 @@ from bench.runner import Runner
 from bench.submission import Submission, get_submission
 
 DEFAULT_TARGETS = (0.075, 0.15, 0.3)
+PROBES = ("estimate", "none")
 
 
 @dataclass
@@ -33,6 +34,7 @@ class RunResult:
     computed: int          # jobs actually encoded this time (0 on a fully cached re-run)
     seconds: float
     errors: list[str]
+    estimated: int = 0     # estimates computed this time (the probe's network passes)
 
 
 def load_images(ds: Dataset, log) -> tuple[list[Image], list[str]]:
@@ -117,9 +119,15 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
                   objective: str = "msssim", jobs: int = 1, limit: int | None = None,
                   reports_dir: Path = REPORTS_DIR, backend: str = "joblib", scheduler: str | None = None,
                   progress: bool = True, log=print, submissions_root: Path = SUBMISSIONS_DIR,
-                  allow_16bit: bool = False) -> RunResult:
+                  allow_16bit: bool = False, probe: str = "none") -> RunResult:
     """Run ``submission`` on ``dataset`` and write ``runs/<submission>/``; the caller rebuilds the
-    dataset's report (:func:`bench.report.build_report`) when it wants the page updated."""
+    dataset's report (:func:`bench.report.build_report`) when it wants the page updated.
+
+    ``probe="estimate"``: rate control sweeps and brackets with the codec's estimates (where it
+    offers them) and codes for real only the points it settles on (:func:`bench.ratecontrol.rate_control`);
+    ``"none"``: every point it looks at is coded. Reported numbers come from real files either way."""
+    if probe not in PROBES:
+        raise ValueError(f"unknown probe {probe!r}; allowed: {PROBES}")
     t0 = time.perf_counter()
     sub = get_submission(submission, submissions_root)
     ds = open_dataset(dataset, limit=limit, allow_16bit=allow_16bit)
@@ -128,12 +136,14 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
     run_dir = dataset_dir / "runs" / sub.name
     runner = Runner(sub, images, run_dir, jobs=jobs, backend=backend, scheduler=scheduler, progress=progress, log=log)
     with runner.session():
-        images, selections = _rate_control(sub, runner, images, list(targets), mode, objective, log)
+        images, selections = _rate_control(sub, runner, images, list(targets), mode, objective, log,
+                                           runner.estimate if probe == "estimate" else None)
     errors += runner.failures
     errors += [f"{i}: left out of the run (its codec job failed, see above)" for i in sorted(runner.failed_images)]
     info = run_info(submission=sub.name, description=sub.description, content_hash=runner.content_hash,
                     dataset=ds.name, settings={"targets": list(targets), "mode": mode, "objective": objective,
-                                               "policy": sub.policy, "jobs": jobs, "backend": backend},
+                                               "policy": sub.policy, "jobs": jobs, "backend": backend,
+                                               "probe": probe},
                     image_notes=[f"{im.id}: {n}" for im in images for n in im.notes], errors=errors)
     device = _device(selections)
     info["device"] = device
@@ -147,25 +157,35 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
             why = budget_note(sel, sub.points, sub.policy, sum(im.num_pixels for im in images), runner.cached)
             if why:
                 rows[-1] |= {"budget_limited": True, "note": "; ".join(n for n in (rows[-1]["note"], why) if n)}
-        for im in images:
-            if im.id in sel.chosen:
-                r = sel.chosen[im.id]
-                per_image.append({"submission": sub.name, "dataset": ds.name, "target_bpp": sel.target_bpp,
-                                  "mode": sel.mode, **{k: r[k] for k in PER_IMAGE_COLUMNS[4:] if k in r},
-                                  "point": point_key(r["point"]),
-                                  "file": str((folder / f"{im.id}.bin").relative_to(REPO_ROOT))
-                                  if folder.is_relative_to(REPO_ROOT) else str(folder / f"{im.id}.bin")})
+        per_image += _per_image_rows(sub, ds.name, sel, images, folder, runner)
     key = ("mode", "target_bpp")
     write_csv(run_dir / "rows.csv", merge_rows(run_dir / "rows.csv", rows, key), ROW_COLUMNS)
     write_csv(run_dir / "per_image.csv", merge_rows(run_dir / "per_image.csv", per_image, key + ("image_id",)),
               PER_IMAGE_COLUMNS)
     write_csv(run_dir / "rd.csv", rd_curve(sub, runner, images), RD_COLUMNS)
     write_json(run_dir / "run.json", info)
-    return RunResult(run_dir, rows, runner.computed, time.perf_counter() - t0, errors)
+    return RunResult(run_dir, rows, runner.computed, time.perf_counter() - t0, errors, runner.estimated)
+
+
+def _per_image_rows(sub: Submission, dataset: str, sel: Selection, images: list[Image], folder: Path | None,
+                    runner: Runner) -> list[dict]:
+    """One row per image of a selection: the chosen record, its published file, and how many
+    of the image's points were estimated and how many coded in this run."""
+    rows = []
+    for im in images:
+        if im.id in sel.chosen:
+            r = sel.chosen[im.id]
+            file = folder / f"{im.id}.bin"
+            rows.append({"submission": sub.name, "dataset": dataset, "target_bpp": sel.target_bpp, "mode": sel.mode,
+                         **{k: r[k] for k in PER_IMAGE_COLUMNS[4:] if k in r}, "point": point_key(r["point"]),
+                         "file": str(file.relative_to(REPO_ROOT)) if file.is_relative_to(REPO_ROOT) else str(file),
+                         "points_estimated": len(runner.points[im.id]["estimated"]),
+                         "points_coded": len(runner.points[im.id]["coded"])})
+    return rows
 
 
 def _rate_control(sub: Submission, runner: Runner, images: list[Image], targets: list[float], mode: str,
-                  objective: str, log) -> tuple[list[Image], list[Selection]]:
+                  objective: str, log, estimate) -> tuple[list[Image], list[Selection]]:
     """Rate control over ``images``. An image whose codec job fails (the codec raised, or
     decoded a wrong shape) is named in the errors and left out, and rate control runs again on
     the rest: their records are cached, so nothing is encoded twice. One bad image does not
@@ -173,7 +193,7 @@ def _rate_control(sub: Submission, runner: Runner, images: list[Image], targets:
     while True:
         try:
             return images, rate_control({im.id: im.num_pixels for im in images}, sub.points, runner.evaluate,
-                                        targets, mode=mode, objective=objective, policy=sub.policy)
+                                        targets, mode=mode, objective=objective, policy=sub.policy, estimate=estimate)
         except RuntimeError:
             bad = {im.id for im in images} & runner.failed_images
             if not bad:

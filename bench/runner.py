@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from bench.data import Image
-from bench.job import Job, default_threads, indexed, point_key, safe_execute
+from bench.job import Job, default_threads, indexed, point_key, probe, safe_execute
 from bench.results import RecordStore
 from bench.submission import Submission
 
@@ -27,11 +27,14 @@ class Runner:
         self.run_dir = Path(run_dir)
         self.content_hash = sub.content_hash()
         self.store = RecordStore(self.run_dir / "records.jsonl")
+        self.estimates = RecordStore(self.run_dir / "estimates.jsonl")
         self.jobs, self.backend, self.scheduler = max(1, jobs), backend, scheduler
         self.progress, self.log = progress, log
         self.computed = 0
         self.failures: list[str] = []
         self.failed_images: set[str] = set()   # ids of images with at least one failed job
+        self.estimated = 0                     # estimates computed this time (0 on a cached re-run)
+        self.points: dict[str, dict[str, set[str]]] = {i: {"estimated": set(), "coded": set()} for i in self.images}
 
     def session(self):
         """A context that keeps the backend's workers up across rounds of :meth:`evaluate`
@@ -67,8 +70,32 @@ class Runner:
         for i, p in requests:
             rec = self.cached(i, p)
             if rec is not None:
+                self.points[i]["coded"].add(point_key(p))
                 out.append(rec)
         return out
+
+    def estimate(self, requests: list[tuple[str, Any]]) -> list[dict]:
+        """Estimated records for the requested pairs (:func:`bench.job.probe`: one network pass,
+        no file), cached in ``estimates.jsonl`` and computed in this process; pairs the codec
+        cannot estimate are evaluated for real. A failed estimate is a failed job."""
+        out, real = [], []
+        for i, p in dict.fromkeys(requests):
+            im = self.images[i]
+            rec = self.estimates.get(self.content_hash, im.sha256, point_key(p))
+            if rec is None:
+                rec = safe_execute(self.sub, self.content_hash, Job(im, p, Path()), default_threads(self.jobs),
+                                   fn=probe)
+                if isinstance(rec, BaseException):
+                    self._failed(i, p, rec)
+                    continue
+                if rec is None:
+                    real.append((i, p))
+                    continue
+                self.estimates.append(rec)
+                self.estimated += 1
+            self.points[i]["estimated"].add(point_key(p))
+            out.append(rec)
+        return out + (self.evaluate(real) if real else [])
 
     def _run(self, jobs: list[Job]) -> Iterator[dict]:
         if not jobs:
@@ -81,14 +108,17 @@ class Runner:
             for job, result in self._dispatch(jobs):
                 bar.update(1)
                 if isinstance(result, BaseException):
-                    msg = f"{job.image.id} @ {point_key(job.point)}: {type(result).__name__}: {result}"
-                    self.failures.append(msg)
-                    self.failed_images.add(job.image.id)
-                    self.log(f"[run] job failed: {msg}")
+                    self._failed(job.image.id, job.point, result)
                     continue
                 yield result
         finally:
             bar.close()
+
+    def _failed(self, image_id: str, point: Any, error: BaseException) -> None:
+        msg = f"{image_id} @ {point_key(point)}: {type(error).__name__}: {error}"
+        self.failures.append(msg)
+        self.failed_images.add(image_id)
+        self.log(f"[run] job failed: {msg}")
 
     def _dispatch(self, jobs: list[Job]) -> Iterator[tuple[Job, Any]]:
         if self.backend == "dask":

@@ -338,3 +338,62 @@ def test_bad_arguments(kwargs, message):
         rate_control(**args)
     assert message in str(err.value)
     assert calls == []
+
+
+# ---------------------------------------------------------------- estimates (probe cheaply, code for real)
+
+
+def estimating(evaluate: Callable, scale: float) -> tuple[Callable, list]:
+    """The same codec's estimate, with its bytes deliberately off by ``scale`` and marked."""
+    calls: list = []
+
+    def estimate(pairs):
+        calls.append(list(pairs))
+        return [r | {"bytes": max(1, round(r["bytes"] * scale)), "estimated": True} for r in evaluate(pairs)]
+
+    return estimate, calls
+
+
+@pytest.mark.parametrize("scale", [0.7, 1.0, 1.3])
+@pytest.mark.parametrize("knob,rate", [(FLOAT_KNOB, float_rate), (INT_KNOB, int_rate)])
+@pytest.mark.parametrize("mode,policy", [("clic", "per-image"), ("per-image", "per-image"), ("clic", "shared")])
+def test_estimates_never_decide_a_reported_number(scale, knob, rate, mode, policy):
+    """Even with estimates 30 % off, every chosen record is real, within the budget, and the
+    real jobs are few: a handful per image and target, not the whole sweep."""
+    images = dict(list(PIXELS.items())[:6])
+    targets = (0.075, 0.15, 0.30)
+    real, real_calls = synthetic(rate)
+    estimate, est_calls = estimating(synthetic(rate)[0], scale)
+    sels = rate_control(images, knob, real, targets, mode=mode, policy=policy, estimate=estimate)
+    coded = assert_no_duplicates(real_calls)
+    for sel, t in zip(sels, targets):
+        assert sel.status == "ok", sel.note
+        assert all(not r.get("estimated") for r in sel.chosen.values())
+        used = sum(r["bytes"] for r in sel.chosen.values())
+        if mode == "clic":
+            assert used <= sel.budget_bytes
+        else:
+            assert all(r["bytes"] <= math.floor(t * images[i] / 8) for i, r in sel.chosen.items())
+    assert coded < sum(len(c) for c in est_calls)            # most points were only estimated
+    assert coded <= 6 * len(images) * len(targets)
+
+
+def test_with_exact_estimates_the_choice_is_the_one_full_coding_makes():
+    images = dict(list(PIXELS.items())[:6])
+    targets = (0.075, 0.15, 0.30)
+    plain = rate_control(images, FLOAT_KNOB, synthetic(float_rate)[0], targets)
+    real, real_calls = synthetic(float_rate)
+    probed = rate_control(images, FLOAT_KNOB, real, targets, estimate=estimating(synthetic(float_rate)[0], 1.0)[0])
+    for a, b in zip(plain, probed):
+        assert {i: r["point"] for i, r in a.chosen.items()} == {i: r["point"] for i, r in b.chosen.items()}
+    assert assert_no_duplicates(real_calls) <= len(images) * len(targets)    # one real job per image-target
+
+
+def test_an_infeasible_verdict_rests_on_real_bytes():
+    images = dict(list(PIXELS.items())[:3])
+    real, _ = synthetic(float_rate)
+    estimate, _ = estimating(synthetic(float_rate)[0], 0.01)    # the estimate says anything fits
+    sel = rate_control(images, FLOAT_KNOB, real, [0.001], estimate=estimate)[0]
+    assert sel.status == "infeasible"
+    lowest = sum(min(r["bytes"] for r in synthetic(float_rate)[0]([(i, 0.0)])) for i in images)
+    assert sel.lowest_bpp == pytest.approx(lowest * 8 / sum(images.values()))

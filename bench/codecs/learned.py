@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.codec import BitstreamError, Codec, Complexity, JobMeasures
+from bench.codec import BitstreamError, Codec, Complexity, Estimate, JobMeasures
 from bench.codecs import scale_shift
 from bench.container import MAX_SIDE, VERSION as CONTAINER_VERSION, pack, unpack
 from bench.limits import is_out_of_memory
-from bench.models.hyperprior import DOWNSAMPLINGS, build_model
+from bench.models.hyperprior import DOWNSAMPLINGS, build_model, hard_forward
 
 PAD = 2**DOWNSAMPLINGS
 FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -209,6 +209,22 @@ class LearnedCodec(Codec):
         self._est[(model_id, self._image_key(image))] = est_bits
         while len(self._est) > _EST_CACHE_SIZE:
             self._est.popitem(last=False)
+
+    @torch.no_grad()
+    def estimate(self, image: np.ndarray, point: Any) -> Estimate | None:
+        """One eval-mode pass with rounded latents, as the real codec rounds them: the
+        reconstruction, and the container's size for streams of ⌈−log2 likelihood / 8⌉ bytes
+        each (the real file differs by the coder's overhead, within a few percent). None for
+        models whose compress is not a plain or gated hyperprior (context models)."""
+        model_id, model = self._for_point(point)
+        kind = _compress_kind(model)
+        if kind is None:
+            return None
+        x, h, w = to_tensor(image)
+        out = model(x) if kind == "gated" else hard_forward(model, x)
+        lik = out["likelihoods"]
+        sizes = [math.ceil(likelihood_bits([lik[k]]) / 8) for k in ("z", "y")]
+        return Estimate(len(pack(model_id, h, w, [bytes(n) for n in sizes])), to_image(out["x_hat"], h, w))
 
     def declared_size(self, data: bytes) -> tuple[int, int]:
         c = unpack(data)

@@ -243,3 +243,16 @@ def test_freeze_steps_is_refused_outside_context_archs(tmp_path):
                     'freeze_steps = 5\n')
     with pytest.raises(RecipeError, match="freeze_steps"):
         load_recipe(path)
+
+
+def test_the_estimate_gives_the_decoded_image_and_the_file_size_closely(codec):
+    """The parallel pass over rounded latents: what ``bench run --probe estimate`` searches with."""
+    img = odd_image()
+    for point in ("m0", "m1"):
+        est = codec.estimate(img, point)
+        data = codec.encode(img, point)
+        assert np.array_equal(est.decoded, codec.decode(data))         # the serial decoder's image
+        # this tiny untrained model's mixtures put mass far outside the image's symbol range,
+        # which the real coder cuts off (a trained model's estimate is within ~1 %: measured
+        # −0.6 % and −1.1 % on two 256² Kodak crops with the first l2 export)
+        assert abs(est.bytes / len(data) - 1) < 0.25, (est.bytes, len(data))

@@ -183,6 +183,14 @@ class Kind:
     fields: Callable[[bytes], list[Mutation]] = lambda data: []
 
 
+def _export(folder: Path, name: str, model, meta: dict) -> None:
+    """An exported weight file (fp32 state dict + meta) in ``folder/weights/``."""
+    import torch
+
+    (folder / "weights").mkdir(parents=True)
+    torch.save({"state_dict": model.state_dict(), "meta": meta}, folder / "weights" / name)
+
+
 def _tiny_hyperprior(root: Path) -> Path:
     """A submission with an untrained N=32, M=48 scale hyperprior (g_a's last layer scaled so
     y carries a real stream), saved as an exported fp32 weight file."""
@@ -194,9 +202,7 @@ def _tiny_hyperprior(root: Path) -> Path:
     model = build_model("scale_hyperprior", 32, 48)
     with torch.no_grad():
         model.g_a[-1].weight.mul_(10)
-    (root / "fuzzlic" / "weights").mkdir(parents=True)
-    torch.save({"state_dict": model.state_dict(), "meta": {"arch": "scale_hyperprior", "N": 32, "M": 48}},
-               root / "fuzzlic" / "weights" / "base.pt")
+    _export(root / "fuzzlic", "base.pt", model, {"arch": "scale_hyperprior", "N": 32, "M": 48})
     return write_submission(root, "fuzzlic", "bench.codecs.learned:HyperpriorCodec", description="fuzz",
                             params={"models": ["base"]}, points=["base"])
 
@@ -218,10 +224,8 @@ def _variable_rate(root: Path) -> Path:
         model.g_a.layer(6).weight.mul_(10)
         for g in model.named_gates().values():
             g.alpha.fill_(0.3)
-    (root / "fuzzvr" / "weights").mkdir(parents=True)
-    torch.save({"state_dict": model.state_dict(),
-                "meta": {"arch": "ecg_hyperprior", "N": 32, "M": 48, "lmbda_min": 0.5, "lmbda_max": 16.0}},
-               root / "fuzzvr" / "weights" / "vr.pt")
+    _export(root / "fuzzvr", "vr.pt", model,
+            {"arch": "ecg_hyperprior", "N": 32, "M": 48, "lmbda_min": 0.5, "lmbda_max": 16.0})
     return write_submission(root, "fuzzvr", "bench.codecs.variable_rate:VariableRateCodec", description="fuzz",
                             params={"weights": "vr.pt"}, points=continuous(0.5, 16.0, scale="log"))
 
@@ -237,9 +241,7 @@ def _context3d(root: Path) -> Path:
     model = build_context_model("context3d_gmm", 8, 8)
     with torch.no_grad():
         model.g_a[-1].weight.mul_(40)
-    (root / "fuzzctx" / "weights").mkdir(parents=True)
-    torch.save({"state_dict": model.state_dict(), "meta": {"arch": "context3d_gmm", "N": 8, "M": 8}},
-               root / "fuzzctx" / "weights" / "m.pt")
+    _export(root / "fuzzctx", "m.pt", model, {"arch": "context3d_gmm", "N": 8, "M": 8})
     return write_submission(root, "fuzzctx", "bench.codecs.context3d:Context3DCodec", description="fuzz",
                             params={"models": ["m"]}, points=["m"])
 
