@@ -61,6 +61,23 @@ def decoded_hash(pixels: np.ndarray) -> str:
     return hashlib.sha256(repr(a.shape).encode() + a.tobytes()).hexdigest()[:16]
 
 
+def _ready(sub: Submission, content_hash: str, job: Job, threads: int) -> Codec:
+    """The process's codec at ``threads`` torch threads, once the image is known to be under
+    the pixel cap (its file would be refused: do not code it)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    check_pixels(job.image.height, job.image.width, job.image.id)
+    return _codec(sub, content_hash)
+
+
+def _identity(sub: Submission, content_hash: str, job: Job) -> dict:
+    """What a record is about: its cache key (content, image bytes, point) and the image."""
+    img = job.image
+    return {"submission": sub.name, "content_hash": content_hash, "image_id": img.id, "image_sha256": img.sha256,
+            "height": img.height, "width": img.width, "point": job.point, "point_key": point_key(job.point)}
+
+
 def _code(sub: Submission, codec: Codec, job: Job, threads: int) -> tuple[bytes, np.ndarray, dict[str, float]]:
     """Encode → file → read back → decode from the file, under the job's memory ceiling; the
     file's bytes, the decoded uint8 image and the seconds of each step."""
@@ -91,17 +108,11 @@ def execute(sub: Submission, content_hash: str, job: Job, threads: int = 1) -> d
     ``enc_s`` and ``dec_s`` it times the file write and read-back (``file_s``), the metrics
     (``metrics_s``), the codec's ``measure`` (``measure_s``) and the whole job (``job_s``), so
     the harness's own share of a job can be read off its records."""
-    import torch
-
     t_job = time.perf_counter()
-    torch.set_num_threads(threads)
-    codec = _codec(sub, content_hash)
+    codec = _ready(sub, content_hash, job, threads)
     img = job.image
-    check_pixels(img.height, img.width, img.id)     # its file would be refused: do not encode it
     on_disk, decoded, times = _code(sub, codec, job, threads)
-    rec = {
-        "submission": sub.name, "content_hash": content_hash, "image_id": img.id, "image_sha256": img.sha256,
-        "height": img.height, "width": img.width, "point": job.point, "point_key": point_key(job.point),
+    rec = _identity(sub, content_hash, job) | {
         "bytes": len(on_disk), "bpp": len(on_disk) * 8 / img.num_pixels, "file": str(job.path),
         **times, "device": device_label(threads), "decoded_sha256": decoded_hash(decoded),
     }
@@ -122,13 +133,9 @@ def probe(sub: Submission, content_hash: str, job: Job, threads: int = 1) -> dic
     """The codec's estimate of ``job`` (no entropy coding, no file) as a record marked
     ``"estimated": True``, with the metrics of its reconstruction; None when the codec offers
     no estimate. Rate control sweeps with these; nothing reported comes from them."""
-    import torch
-
     t0 = time.perf_counter()
-    torch.set_num_threads(threads)
-    codec = _codec(sub, content_hash)
+    codec = _ready(sub, content_hash, job, threads)
     img = job.image
-    check_pixels(img.height, img.width, img.id)
     with job_memory(img.num_pixels, img.id, threads):
         est = codec.estimate(img.pixels, job.point)
     if est is None:
@@ -137,10 +144,9 @@ def probe(sub: Submission, content_hash: str, job: Job, threads: int = 1) -> dic
     if decoded.dtype != np.uint8 or decoded.shape != img.pixels.shape:
         raise TypeError(f"{sub.name}: estimate returned a {decoded.dtype} {decoded.shape} reconstruction for a "
                         f"{img.pixels.shape} image (uint8 of the original's shape expected)")
-    return {"submission": sub.name, "content_hash": content_hash, "image_id": img.id, "image_sha256": img.sha256,
-            "height": img.height, "width": img.width, "point": job.point, "point_key": point_key(job.point),
-            "bytes": int(est.bytes), "bpp": int(est.bytes) * 8 / img.num_pixels, "estimated": True,
-            **image_metrics(img.pixels, decoded), "probe_s": time.perf_counter() - t0}
+    return _identity(sub, content_hash, job) | {
+        "bytes": int(est.bytes), "bpp": int(est.bytes) * 8 / img.num_pixels, "estimated": True,
+        **image_metrics(img.pixels, decoded), "probe_s": time.perf_counter() - t0}
 
 
 def default_threads(jobs: int) -> int:

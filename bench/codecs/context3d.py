@@ -190,8 +190,8 @@ class Context3DCodec(HyperpriorCodec):
         t1 = time.perf_counter()
         with _one_thread():
             y_stream, y_bits = code_y(model, hyper_features(model, z_string, latent_shape(h, w)), y)
-        self._keep_estimate(model_id, image, y_bits + float(-torch.log2(z_lik).sum()))
-        self._times |= {"enc_net_s": t1 - t0, "enc_coder_s": time.perf_counter() - t1}
+        self._last = {"enc_net_s": t1 - t0, "enc_coder_s": time.perf_counter() - t1,
+                      "est_bits": y_bits + float(-torch.log2(z_lik).sum())}
         return pack(model_id, h, w, [z_string, y_stream])
 
     def decode(self, data: bytes) -> np.ndarray:
@@ -213,7 +213,7 @@ class Context3DCodec(HyperpriorCodec):
             if is_out_of_memory(e) or isinstance(e, BitstreamError):
                 raise
             raise BitstreamError(f"entropy decoding failed: {type(e).__name__}: {e}") from None
-        self._times |= {"dec_coder_s": t1 - t0, "dec_net_s": time.perf_counter() - t1}
+        self._last |= {"dec_coder_s": t1 - t0, "dec_net_s": time.perf_counter() - t1}
         return to_image(x_hat, c.height, c.width)
 
     def versions(self) -> dict[str, str]:

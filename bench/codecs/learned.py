@@ -15,7 +15,6 @@ import math
 import re
 import time
 from abc import abstractmethod
-from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -34,7 +33,6 @@ from bench.models.hyperprior import DOWNSAMPLINGS, build_model, hard_forward
 PAD = 2**DOWNSAMPLINGS
 FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _MODELS: dict[tuple, nn.Module] = {}     # loaded models, shared by all codec instances of a process
-_EST_CACHE_SIZE = 16
 #: The Gaussian conditional codes each y element with the CDF of the nearest table scale at or
 #: above its predicted σ. compressai's table has 64 scales from 0.11 to 256 (steps of 13 %);
 #: we measured 256 (steps of 3 %) on six Kodak images with the noise_hyperprior models: y
@@ -165,15 +163,15 @@ def network_time(model: nn.Module) -> Iterator[list[float]]:
 class LearnedCodec(Codec):
     """encode/decode/measure over a list of models addressed by an id (< 2**16).
 
-    encode and decode record their network and coder seconds; :meth:`measure` hands back
-    those of the last encode and decode of this instance, which the harness calls right after
-    them in the same process (one job at a time per process)."""
+    encode and decode record what they learn on the way (estimated bits, network and coder
+    seconds; subclasses add their own) in ``_last``; :meth:`measure` hands back those of the
+    last encode and decode of this instance, which the harness calls right after them in the
+    same process (one job at a time per process). An encode starts ``_last`` afresh."""
 
     def __init__(self, params: dict[str, Any], root: Any = None) -> None:
         super().__init__(params, root)
-        self._est: OrderedDict[tuple, float] = OrderedDict()
         self._costs: dict[tuple, Complexity] = {}
-        self._times: dict[str, float] = {}
+        self._last: dict[str, float] = {}
 
     @abstractmethod
     def _for_point(self, point: Any) -> tuple[int, nn.Module]:
@@ -183,32 +181,21 @@ class LearnedCodec(Codec):
     def _for_id(self, model_id: int) -> nn.Module:
         """The model for an id read from a file (BitstreamError if unknown)."""
 
-    @staticmethod
-    def _image_key(image: np.ndarray) -> bytes:
-        a = np.ascontiguousarray(image)
-        return hashlib.blake2b(a.tobytes(), digest_size=16, person=repr(a.shape).encode()[:16]).digest()
-
     def encode(self, image: np.ndarray, point: Any) -> bytes:
         model_id, model = self._for_point(point)
         x, h, w = to_tensor(image)
         t0 = time.perf_counter()
         with scale_shift.searching(model) as variant, network_time(model) as net:
             out, est = compress_with_bits(model, x)
-        self._times |= {"enc_net_s": net[0], "enc_coder_s": time.perf_counter() - t0 - net[0]}
+        self._last = {"enc_net_s": net[0], "enc_coder_s": time.perf_counter() - t0 - net[0]}
+        if est is not None:
+            self._last["est_bits"] = est
         y_strings, z_strings = out["strings"]
         if len(y_strings) != 1 or len(z_strings) != 1:
             raise RuntimeError(f"expected one y and one z string, got {len(y_strings)} and {len(z_strings)}")
         if tuple(out["shape"]) != latent_shape(h, w):      # the decoder derives it from h, w
             raise RuntimeError(f"z shape {tuple(out['shape'])} is not {latent_shape(h, w)} for a {h}×{w} image")
-        if est is not None:
-            self._keep_estimate(model_id, image, est)
         return pack(model_id, h, w, [z_strings[0], y_strings[0]], variant[0])
-
-    def _keep_estimate(self, model_id: int, image: np.ndarray, est_bits: float) -> None:
-        """Remember an encode's estimated bits for :meth:`measure` (the last few images only)."""
-        self._est[(model_id, self._image_key(image))] = est_bits
-        while len(self._est) > _EST_CACHE_SIZE:
-            self._est.popitem(last=False)
 
     @torch.no_grad()
     def estimate(self, image: np.ndarray, point: Any) -> Estimate | None:
@@ -245,15 +232,14 @@ class LearnedCodec(Codec):
                 if is_out_of_memory(e):       # not bad bytes: the job's memory ceiling names it
                     raise
                 raise BitstreamError(f"entropy decoding failed: {type(e).__name__}: {e}") from None
-        self._times |= {"dec_net_s": net[0], "dec_coder_s": time.perf_counter() - t0 - net[0]}
+        self._last |= {"dec_net_s": net[0], "dec_coder_s": time.perf_counter() - t0 - net[0]}
         return to_image(x_hat, c.height, c.width)
 
     def measure(self, image: np.ndarray, point: Any, data: bytes) -> JobMeasures:
         """What encode and decode recorded, no network pass of its own: est_bits (−log2
         likelihoods of the rounded latents, when the model's compress shows them) and the last
         encode's and decode's network and coder seconds."""
-        model_id, _ = self._for_point(point)
-        return JobMeasures(est_bits=self._est.get((model_id, self._image_key(image))), **self._times)
+        return JobMeasures(**self._last)
 
     def complexity(self, point: Any, height: int, width: int) -> Complexity | None:
         """MACs (fvcore, on the padded size), parameters and decoder bytes (float32, as the

@@ -16,7 +16,6 @@ knob ``low = λ_min``, ``high = λ_max``, ``direction = "quality-up"``.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.codec import BitstreamError, Complexity, JobMeasures
+from bench.codec import BitstreamError, Complexity
 from bench.codecs.learned import FILE_NAME_RE, PAD, LearnedCodec, load_weights
 from bench.complexity import (DECODER_PARTS, ENCODER_PARTS, decoder_bytes, gated_costs, last_forward_costs,
                               parameter_count)
@@ -107,7 +106,6 @@ class VariableRateCodec(LearnedCodec):
             raise ValueError(f"weights {self.path} lie outside the submission folder {self.root}")
         self.model = load_variable_rate(self.path)
         self.lmbda_min, self.lmbda_max = float(self.model.bm.lmbda_min), float(self.model.bm.lmbda_max)
-        self._gated: dict[str, float] = {}
 
     def _at(self, i: int) -> AtLambda:
         return AtLambda(self.model, index_lmbda(i, self.lmbda_min, self.lmbda_max))
@@ -123,23 +121,17 @@ class VariableRateCodec(LearnedCodec):
 
     def encode(self, image: np.ndarray, point: Any) -> bytes:
         data = super().encode(image, point)
-        self._gated |= _side_costs(self.model, "enc")        # g_a, h_a, h_s as compress just ran them
+        self._last |= _side_costs(self.model, "enc")        # g_a, h_a, h_s as compress just ran them
         return data
 
     def decode(self, data: bytes) -> np.ndarray:
         out = super().decode(data)
-        self._gated |= _side_costs(self.model, "dec")        # h_s, g_s as decompress just ran them
+        self._last |= _side_costs(self.model, "dec")        # h_s, g_s as decompress just ran them
         return out
 
-    def measure(self, image: np.ndarray, point: Any, data: bytes) -> JobMeasures:
-        """The base measures plus this image's effective and dense MACs (encoder: g_a, h_a, h_s;
-        decoder: h_s, g_s), read from the masks the gates chose in the job's own encode and
-        decode: no extra network pass."""
-        return replace(super().measure(image, point, data), **self._gated)
-
     def complexity(self, point: Any, height: int, width: int) -> Complexity:
-        """Dense MACs (every channel active; the effective ones depend on the image and come
-        from :meth:`measure`), parameters and decoder bytes (the modulator included)."""
+        """Dense MACs (every channel active; the effective ones depend on the image: encode and
+        decode record them from the masks their gates chose, and :meth:`measure` reports them), parameters and decoder bytes (the modulator included)."""
         hp, wp = height + (-height) % PAD, width + (-width) % PAD
         key = ("complexity", hp, wp)
         if key not in self._costs:
