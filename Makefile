@@ -6,12 +6,13 @@ DATASET ?= kodak
 TARGETS ?= 0.075,0.15,0.3
 MODE ?= clic
 OBJECTIVE ?= msssim
-JOBS ?= 1
+JOBS ?= 2
 BACKEND ?= joblib
 PROBE ?= none
 SCHEDULER ?=
+DEVICE ?= cpu
 
-.PHONY: setup bench test train report list benchmark load profile regress ablation gating
+.PHONY: setup bench test train report list benchmark load profile regress ablation gating gpu-check
 
 setup: .venv/.installed
 
@@ -23,7 +24,7 @@ setup: .venv/.installed
 
 bench: setup  ## benchmark SUBMISSION on DATASET at TARGETS; report in reports/$(DATASET)/
 	$(PY) -m bench run --submission $(SUBMISSION) --dataset $(DATASET) --targets $(TARGETS) \
-	  --mode $(MODE) --objective $(OBJECTIVE) --jobs $(JOBS) --backend $(BACKEND) --probe $(PROBE) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+	  --mode $(MODE) --objective $(OBJECTIVE) --jobs $(JOBS) --backend $(BACKEND) --probe $(PROBE) --device $(DEVICE) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 test: setup  ## the test suite (what CI runs)
 	$(PY) -m pytest -q
@@ -65,6 +66,9 @@ profile: setup  ## one job per codec kind split into network, coder, file, metri
 	rm -f reports/load/profile.csv
 	$(if $(BEFORE),$(PY) benchmarks/job_profile.py run --label before --code $(BEFORE) &&) $(PY) benchmarks/job_profile.py run --label $(if $(BEFORE),after,current)
 	$(PY) benchmarks/job_profile.py render
+
+gpu-check: setup  ## on a GPU machine: the CUDA tests, cpu vs cuda runs, verify, cross-device refusal; reports/load/GPU_CHECK.md
+	$(PY) benchmarks/gpu_check.py
 
 load: setup  ## throughput on full Kodak + CLIC 2025 with JOBS=1 and 2 (LIMIT=N for a quick look); reports/load/
 	$(PY) benchmarks/load.py $(if $(LIMIT),--limit $(LIMIT))

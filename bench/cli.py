@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def cmd_run(args) -> int:
 
     res = run_benchmark(args.submission, args.dataset, args.targets, args.mode, args.objective, args.jobs,
                         args.limit, Path(args.reports), args.backend, args.scheduler, progress=not args.no_progress,
-                        allow_16bit=args.allow_16bit, probe=args.probe)
+                        allow_16bit=args.allow_16bit, probe=args.probe, device=args.device)
     build_report(res.run_dir.parent.parent)
     print(f"\n{args.submission} on {args.dataset}: {res.computed} jobs encoded, {res.estimated} points estimated, "
           f"{res.seconds:.1f} s")
@@ -120,12 +121,15 @@ def cmd_decode(args) -> int:
         from bench.data import open_dataset
 
         expected = {im.id: (im.height, im.width) for im in open_dataset(args.dataset).images()}
-    n = decode_folder(Path(args.bitstreams), args.submission, Path(args.out), expected)
+    n = decode_folder(Path(args.bitstreams), args.submission, Path(args.out), expected, args.device)
     print(f"decoded {n} files into {args.out}")
     return 0
 
 
 def _differs(bit_identical: str) -> bool:
+    """Not every file decoded bit-identically, or the files were refused (another device)."""
+    if bit_identical.startswith("refused"):
+        return True
     same, _, total = bit_identical.partition("/")
     return bool(total) and same != total
 
@@ -245,6 +249,9 @@ def _add_run(sp) -> None:
     r.add_argument("--allow-16bit", action="store_true", help="reduce 16-bit PNGs to their high 8 bits instead of "
                                                                "refusing them")
     r.add_argument("--max-pixels", type=_pixels, help=MAX_PIXELS_HELP)
+    r.add_argument("--device", default=os.environ.get("DEVICE", "cpu"),
+                   help="where learned codecs run their networks: cpu, cuda or cuda:N (entropy coding stays on "
+                        "the CPU; default: $DEVICE or cpu)")
     r.add_argument("--backend", choices=["joblib", "dask"], default="joblib")
     r.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
     _reports(r)
@@ -266,6 +273,8 @@ def _add_files(sp) -> None:
     d.add_argument("--out", "-o", required=True)
     _dataset(d, None, "check each file's claimed size against the image of the same name in this dataset")
     d.add_argument("--max-pixels", type=_pixels, help=MAX_PIXELS_HELP)
+    d.add_argument("--device", default=os.environ.get("DEVICE", "cpu"),
+                   help="where the networks run (a file decodes on the kind of device it was coded on)")
     d.set_defaults(fn=cmd_decode)
     v = sp.add_parser("verify", help="decode every row's bitstreams and recompute its bytes and metrics")
     _dataset(v)

@@ -32,8 +32,10 @@ class OperatingPoints:
     ``kind="continuous"``: a knob in ``[low, high]``; ``rate_increases`` says whether a larger
     value gives more bits (quality ↑) or fewer (e.g. JPEG XL's distance); ``integer`` knobs are
     rounded; ``grid`` is how many evenly spaced values the first sweep encodes, and ``log``
-    spaces them (and the bisection's midpoints) evenly in log(value), for knobs such as λ
-    whose rate moves with their logarithm.
+    spaces them (and the bisection's midpoints) evenly in log(value + ``log_offset``), for
+    knobs such as λ whose rate moves with their logarithm (offset 0), or quality scales from 0
+    whose low end holds the low rates (offset 1: WebP's bpp at quality 0, 10 and 90 on Kodak
+    is 0.10, 0.27 and 1.9).
     """
 
     kind: str
@@ -44,18 +46,24 @@ class OperatingPoints:
     integer: bool = False
     grid: int = 8
     log: bool = False
+    log_offset: float = 0.0
 
     def initial(self) -> list[Any]:
         """The first sweep: every discrete point, or ``grid`` values across the knob's range."""
         if self.kind == "discrete":
             return list(self.points)
-        vals = (np.geomspace if self.log else np.linspace)(self.low, self.high, self.grid)
+        if self.log:
+            off = self.log_offset
+            vals = np.geomspace(self.low + off, self.high + off, self.grid) - off
+        else:
+            vals = np.linspace(self.low, self.high, self.grid)
         return sorted({self.snap(v) for v in vals})
 
     def midpoint(self, a: Any, b: Any) -> Any | None:
         """The snapped knob value halfway between ``a`` and ``b`` (geometric mean on a log
         knob), or None when they are adjacent."""
-        mid = math.sqrt(float(a) * float(b)) if self.log else (float(a) + float(b)) / 2
+        off = self.log_offset
+        mid = math.sqrt((float(a) + off) * (float(b) + off)) - off if self.log else (float(a) + float(b)) / 2
         m = self.snap(mid)
         return None if m in (a, b) else m
 
@@ -169,9 +177,19 @@ class Codec(ABC):
     decode except through the bitstream.
     """
 
+    #: Device kinds the codec's networks can run on (:mod:`bench.device`); the harness calls
+    #: :meth:`place` with one of them before the first job of a run.
+    devices: tuple[str, ...] = ("cpu",)
+
     def __init__(self, params: dict[str, Any], root: Any = None) -> None:
         self.params = dict(params)
         self.root = root
+        self.device = "cpu"
+
+    def place(self, device: str) -> None:
+        """Run from now on with the networks on ``device`` (a kind in :attr:`devices`, checked
+        by the harness); codecs with networks override it to move them."""
+        self.device = device
 
     @abstractmethod
     def encode(self, image: np.ndarray, point: Any) -> bytes:

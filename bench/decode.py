@@ -8,13 +8,16 @@ import numpy as np
 from PIL import Image as PILImage
 
 from bench.codec import BitstreamError
+from bench.device import DeviceMismatch, check_device
+from bench.job import placed_codec
 from bench.limits import check_declared_size
 from bench.submission import get_submission
 
 
 def decode_folder(bitstreams: Path, submission: str, out: Path,
-                  expected: dict[str, tuple[int, int]] | None = None) -> int:
-    """Decode every ``*.bin`` of ``bitstreams`` with the submission's codec into ``out/<id>.png``.
+                  expected: dict[str, tuple[int, int]] | None = None, device: str = "cpu") -> int:
+    """Decode every ``*.bin`` of ``bitstreams`` with the submission's codec (networks on
+    ``device``) into ``out/<id>.png``.
 
     Each file's claimed size is checked before it is decoded: against the pixel cap, and
     against ``expected[<id>]`` (height, width of the originals, e.g. from the dataset) when given.
@@ -22,7 +25,8 @@ def decode_folder(bitstreams: Path, submission: str, out: Path,
     files = sorted(Path(bitstreams).glob("*.bin"))
     if not files:
         raise FileNotFoundError(f"{bitstreams}: no .bin files (give a row's 'bitstreams' folder)")
-    codec = get_submission(submission).make_codec()
+    sub = get_submission(submission)
+    codec = placed_codec(sub, sub.content_hash(), check_device(device))
     out.mkdir(parents=True, exist_ok=True)
     for f in files:
         data = f.read_bytes()
@@ -31,6 +35,8 @@ def decode_folder(bitstreams: Path, submission: str, out: Path,
         check_declared_size(codec, data, expected[f.stem] if expected is not None else None, str(f))
         try:
             img = np.asarray(codec.decode(data))
+        except DeviceMismatch as e:
+            raise DeviceMismatch(f"{f}: {e}") from None
         except BitstreamError as e:
             raise BitstreamError(f"{f}: {e}") from None
         if img.dtype != np.uint8:

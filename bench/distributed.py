@@ -36,11 +36,11 @@ def _connect_timeout() -> float:
     return float(os.environ.get("BENCH_DASK_TIMEOUT", CONNECT_TIMEOUT_S))
 
 
-def _run_job(sub: Submission, content_hash: str, image, point: Any, path, threads: int) -> Any:
+def _run_job(sub: Submission, content_hash: str, image, point: Any, path, threads: int, device: str) -> Any:
     """On a worker: one job; an exception comes back as the result (reported per job)."""
     from bench.job import Job, safe_execute
 
-    return safe_execute(sub, content_hash, Job(image, point, path), threads)
+    return safe_execute(sub, content_hash, Job(image, point, path), threads, device=device)
 
 
 def _client(scheduler: str | None, n_workers: int):
@@ -97,7 +97,7 @@ def _close(client, cluster) -> None:
 
 
 def dask_map(sub: Submission, content_hash: str, jobs: list[Job], scheduler: str | None = None,
-             n_workers: int = 1) -> Iterator[tuple[Job, Any]]:
+             n_workers: int = 1, device: str = "cpu") -> Iterator[tuple[Job, Any]]:
     """Run ``jobs`` on Dask and yield ``(job, record or exception)`` as each one finishes.
 
     ``scheduler=None`` starts a LocalCluster of ``n_workers`` single-threaded worker processes
@@ -130,7 +130,7 @@ def dask_map(sub: Submission, content_hash: str, jobs: list[Job], scheduler: str
                 scattered[job.image.id] = client.scatter(job.image, hash=False)
         for job in jobs:
             fut = client.submit(_run_job, sub, content_hash, scattered[job.image.id], job.point, job.path,
-                                threads, key=f"bench-{sub.name}-{job.image.id}-{uuid.uuid4().hex}", pure=False)
+                                threads, device, key=f"bench-{sub.name}-{job.image.id}-{uuid.uuid4().hex}", pure=False)
             futures[fut] = job
         for fut in as_completed(list(futures), loop=client.loop):
             job = futures.pop(fut)

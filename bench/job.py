@@ -18,6 +18,7 @@ import numpy as np
 
 from bench.codec import BitstreamError, Codec, JobMeasures, overhead_pct
 from bench.data import Image
+from bench.device import DeviceError, device_label
 from bench.limits import check_declared_size, check_pixels, job_memory
 from bench.metrics import image_metrics
 from bench.results import atomic_write_bytes
@@ -48,12 +49,6 @@ class Job:
     path: Path    # where the bitstream goes (relative to the repo: see Runner)
 
 
-def device_label(threads: int) -> str:
-    """Where a job's networks ran: ``cpu (N threads)``. Every codec here runs on the CPU, whatever
-    GPU the machine has, so the label never says ``cuda`` (CPU time is never labelled GPU time)."""
-    return f"cpu ({threads} threads)"
-
-
 def decoded_hash(pixels: np.ndarray) -> str:
     """Fingerprint of a decoded image: ``bench verify`` decodes again in another process and
     compares, which checks that decoding is bit-exact, not only close."""
@@ -61,14 +56,29 @@ def decoded_hash(pixels: np.ndarray) -> str:
     return hashlib.sha256(repr(a.shape).encode() + a.tobytes()).hexdigest()[:16]
 
 
-def _ready(sub: Submission, content_hash: str, job: Job, threads: int) -> Codec:
-    """The process's codec at ``threads`` torch threads, once the image is known to be under
-    the pixel cap (its file would be refused: do not code it)."""
+def placed_codec(sub: Submission, content_hash: str, device: str = "cpu") -> Codec:
+    """The process's codec with its networks on ``device`` (DeviceError when the codec cannot
+    run there: the message names the devices it can)."""
+    codec = _codec(sub, content_hash)
+    if codec.device != device:
+        if device.split(":")[0] not in codec.devices:
+            raise DeviceError(device_refusal(sub.name, codec.devices, device))
+        codec.place(device)
+    return codec
+
+
+def device_refusal(name: str, devices: tuple[str, ...], device: str) -> str:
+    return f"{name} runs on {' or '.join(devices)} only, not on {device}; run it with --device {devices[0]}"
+
+
+def _ready(sub: Submission, content_hash: str, job: Job, threads: int, device: str) -> Codec:
+    """The process's codec at ``threads`` torch threads on ``device``, once the image is known
+    to be under the pixel cap (its file would be refused: do not code it)."""
     import torch
 
     torch.set_num_threads(threads)
     check_pixels(job.image.height, job.image.width, job.image.id)
-    return _codec(sub, content_hash)
+    return placed_codec(sub, content_hash, device)
 
 
 def _identity(sub: Submission, content_hash: str, job: Job) -> dict:
@@ -103,18 +113,18 @@ def _code(sub: Submission, codec: Codec, job: Job, threads: int) -> tuple[bytes,
     return on_disk, decoded, {"enc_s": t1 - t0, "file_s": t2 - t1, "dec_s": t3 - t2}
 
 
-def execute(sub: Submission, content_hash: str, job: Job, threads: int = 1) -> dict:
+def execute(sub: Submission, content_hash: str, job: Job, threads: int = 1, device: str = "cpu") -> dict:
     """Run one job in this process and return its record (see module doc). Besides the codec's
     ``enc_s`` and ``dec_s`` it times the file write and read-back (``file_s``), the metrics
     (``metrics_s``), the codec's ``measure`` (``measure_s``) and the whole job (``job_s``), so
     the harness's own share of a job can be read off its records."""
     t_job = time.perf_counter()
-    codec = _ready(sub, content_hash, job, threads)
+    codec = _ready(sub, content_hash, job, threads, device)
     img = job.image
     on_disk, decoded, times = _code(sub, codec, job, threads)
     rec = _identity(sub, content_hash, job) | {
         "bytes": len(on_disk), "bpp": len(on_disk) * 8 / img.num_pixels, "file": str(job.path),
-        **times, "device": device_label(threads), "decoded_sha256": decoded_hash(decoded),
+        **times, "device": device_label(codec.device, threads), "decoded_sha256": decoded_hash(decoded),
     }
     t0 = time.perf_counter()
     rec |= image_metrics(img.pixels, decoded)
@@ -129,12 +139,12 @@ def execute(sub: Submission, content_hash: str, job: Job, threads: int = 1) -> d
     return rec | {"metrics_s": t1 - t0, "measure_s": t2 - t1, "job_s": t2 - t_job}
 
 
-def probe(sub: Submission, content_hash: str, job: Job, threads: int = 1) -> dict | None:
+def probe(sub: Submission, content_hash: str, job: Job, threads: int = 1, device: str = "cpu") -> dict | None:
     """The codec's estimate of ``job`` (no entropy coding, no file) as a record marked
     ``"estimated": True``, with the metrics of its reconstruction; None when the codec offers
     no estimate. Rate control sweeps with these; nothing reported comes from them."""
     t0 = time.perf_counter()
-    codec = _ready(sub, content_hash, job, threads)
+    codec = _ready(sub, content_hash, job, threads, device)
     img = job.image
     with job_memory(img.num_pixels, img.id, threads):
         est = codec.estimate(img.pixels, job.point)
@@ -156,13 +166,14 @@ def default_threads(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
-def safe_execute(sub: Submission, content_hash: str, job: Job, threads: int, fn: Callable = execute) -> Any:
+def safe_execute(sub: Submission, content_hash: str, job: Job, threads: int, fn: Callable = execute,
+                 device: str = "cpu") -> Any:
     """``fn`` (a job, or its estimate) with any exception returned, not raised."""
     try:
-        return fn(sub, content_hash, job, threads)
+        return fn(sub, content_hash, job, threads, device)
     except Exception as e:  # reported per job by the caller; the run goes on
         return e
 
 
-def indexed(k: int, sub: Submission, content_hash: str, job: Job, threads: int) -> tuple[int, Any]:
-    return k, safe_execute(sub, content_hash, job, threads)
+def indexed(k: int, sub: Submission, content_hash: str, job: Job, threads: int, device: str) -> tuple[int, Any]:
+    return k, safe_execute(sub, content_hash, job, threads, device=device)

@@ -33,7 +33,7 @@ PER_IMAGE_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "image_id", 
                      "msssim", "msssim_db", "enc_s", "dec_s", "file", "decoded_sha256", "est_bits", "overhead_pct",
                      "points_estimated", "points_coded"]
 RD_COLUMNS = ["submission", "point", "images", "bytes", "bpp", "psnr", "msssim", "msssim_db", "psnr_mean",
-              "msssim_mean"]
+              "msssim_mean", "estimated"]
 PACKAGES = ("torch", "torchvision", "compressai", "pytorch-msssim", "pillow", "imagecodecs", "numpy",
             "pandas", "fvcore", "joblib", "dask", "distributed")
 

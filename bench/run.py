@@ -103,15 +103,19 @@ def learned_columns(codec: Codec, sel: Selection, images: list[Image]) -> dict:
 
 
 def rd_curve(sub: Submission, runner: Runner, images: list[Image]) -> list[dict]:
-    """CLIC aggregates at every point of the first sweep that every image has."""
+    """CLIC aggregates at every point of the first sweep that every image has: its coded
+    record, else (``--probe estimate`` sweeps without coding) its estimate. ``estimated``
+    counts the images whose bytes are the codec's estimate there (the metrics are of the
+    estimate's reconstruction, the decoder's image); 0: every byte from a file."""
     rows = []
     for p in sub.points.initial():
-        recs = [runner.cached(im.id, p) for im in images]
+        recs = [runner.cached(im.id, p) or runner.cached_estimate(im.id, p) for im in images]
         if all(recs):
             s = aggregate(recs)
             rows.append({"submission": sub.name, "point": p, "images": s.images, "bytes": s.bytes, "bpp": s.bpp,
                          "psnr": s.psnr, "msssim": s.msssim, "msssim_db": s.msssim_db,
-                         "psnr_mean": s.psnr_mean, "msssim_mean": s.msssim_mean})
+                         "psnr_mean": s.psnr_mean, "msssim_mean": s.msssim_mean,
+                         "estimated": sum(bool(r.get("estimated")) for r in recs)})
     return sorted(rows, key=lambda r: r["bpp"])
 
 
@@ -119,13 +123,14 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
                   objective: str = "msssim", jobs: int = 1, limit: int | None = None,
                   reports_dir: Path = REPORTS_DIR, backend: str = "joblib", scheduler: str | None = None,
                   progress: bool = True, log=print, submissions_root: Path = SUBMISSIONS_DIR,
-                  allow_16bit: bool = False, probe: str = "none") -> RunResult:
+                  allow_16bit: bool = False, probe: str = "none", device: str = "cpu") -> RunResult:
     """Run ``submission`` on ``dataset`` and write ``runs/<submission>/``; the caller rebuilds the
     dataset's report (:func:`bench.report.build_report`) when it wants the page updated.
 
     ``probe="estimate"``: rate control sweeps and brackets with the codec's estimates (where it
     offers them) and codes for real only the points it settles on (:func:`bench.ratecontrol.rate_control`);
-    ``"none"``: every point it looks at is coded. Reported numbers come from real files either way."""
+    ``"none"``: every point it looks at is coded. Reported numbers come from real files either way.
+    ``device``: where a learned codec's networks run (:mod:`bench.device`)."""
     if probe not in PROBES:
         raise ValueError(f"unknown probe {probe!r}; allowed: {PROBES}")
     t0 = time.perf_counter()
@@ -134,7 +139,8 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
     images, errors = load_images(ds, log)
     dataset_dir = Path(reports_dir) / ds.name
     run_dir = dataset_dir / "runs" / sub.name
-    runner = Runner(sub, images, run_dir, jobs=jobs, backend=backend, scheduler=scheduler, progress=progress, log=log)
+    runner = Runner(sub, images, run_dir, jobs=jobs, backend=backend, scheduler=scheduler, progress=progress, log=log,
+                    device=device)
     with runner.session():
         images, selections = _rate_control(sub, runner, images, list(targets), mode, objective, log,
                                            runner.estimate if probe == "estimate" else None)
@@ -143,7 +149,7 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
     info = run_info(submission=sub.name, description=sub.description, content_hash=runner.content_hash,
                     dataset=ds.name, settings={"targets": list(targets), "mode": mode, "objective": objective,
                                                "policy": sub.policy, "jobs": jobs, "backend": backend,
-                                               "probe": probe},
+                                               "probe": probe, "device": runner.device},
                     image_notes=[f"{im.id}: {n}" for im in images for n in im.notes], errors=errors)
     device = _device(selections)
     info["device"] = device
@@ -163,8 +169,11 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
     write_csv(run_dir / "per_image.csv", merge_rows(run_dir / "per_image.csv", per_image, key + ("image_id",)),
               PER_IMAGE_COLUMNS)
     write_csv(run_dir / "rd.csv", rd_curve(sub, runner, images), RD_COLUMNS)
+    seconds = time.perf_counter() - t0
+    # what this run cost (a cached re-run: few jobs, few seconds)
+    info["cost"] = {"wall_s": round(seconds, 1), "jobs_coded": runner.computed, "points_estimated": runner.estimated}
     write_json(run_dir / "run.json", info)
-    return RunResult(run_dir, rows, runner.computed, time.perf_counter() - t0, errors, runner.estimated)
+    return RunResult(run_dir, rows, runner.computed, seconds, errors, runner.estimated)
 
 
 def _per_image_rows(sub: Submission, dataset: str, sel: Selection, images: list[Image], folder: Path | None,

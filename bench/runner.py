@@ -12,20 +12,29 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from bench.data import Image
-from bench.job import Job, default_threads, indexed, point_key, probe, safe_execute
+from bench.device import DeviceError, check_device
+from bench.job import Job, default_threads, device_refusal, indexed, point_key, probe, safe_execute
 from bench.results import RecordStore
 from bench.submission import Submission
 
 class Runner:
-    """Evaluates (image id, point) pairs for one submission on one dataset, with a cache."""
+    """Evaluates (image id, point) pairs for one submission on one dataset, with a cache.
+
+    ``device``: where the codec's networks run (checked here, before any job: this machine
+    and the codec must both have it). Records made on a GPU are cached apart from CPU ones:
+    the content hash gets the device kind as a suffix."""
 
     def __init__(self, sub: Submission, images: list[Image], run_dir: Path, jobs: int = 1,
                  backend: str = "joblib", scheduler: str | None = None, progress: bool = True,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, device: str = "cpu") -> None:
         self.sub = sub
         self.images = {im.id: im for im in images}
         self.run_dir = Path(run_dir)
-        self.content_hash = sub.content_hash()
+        self.device = check_device(device)
+        devices = sub.codec_class().devices
+        if self.device.split(":")[0] not in devices:
+            raise DeviceError(device_refusal(sub.name, devices, self.device))
+        self.content_hash = sub.content_hash() + ("" if self.device == "cpu" else "+" + self.device.split(":")[0])
         self.store = RecordStore(self.run_dir / "records.jsonl")
         self.estimates = RecordStore(self.run_dir / "estimates.jsonl")
         self.jobs, self.backend, self.scheduler = max(1, jobs), backend, scheduler
@@ -57,6 +66,10 @@ class Runner:
             return None  # bitstream deleted: recompute rather than report a file that is gone
         return rec
 
+    def cached_estimate(self, image_id: str, point: Any) -> dict | None:
+        im = self.images[image_id]
+        return self.estimates.get(self.content_hash, im.sha256, point_key(point))
+
     def evaluate(self, requests: list[tuple[str, Any]]) -> list[dict]:
         """Records for the requested pairs (cached or computed); failed jobs are left out and
         listed in ``failures`` so one bad image does not stop the others."""
@@ -81,10 +94,10 @@ class Runner:
         out, real = [], []
         for i, p in dict.fromkeys(requests):
             im = self.images[i]
-            rec = self.estimates.get(self.content_hash, im.sha256, point_key(p))
+            rec = self.cached_estimate(i, p)
             if rec is None:
                 rec = safe_execute(self.sub, self.content_hash, Job(im, p, Path()), default_threads(self.jobs),
-                                   fn=probe)
+                                   fn=probe, device=self.device)
                 if isinstance(rec, BaseException):
                     self._failed(i, p, rec)
                     continue
@@ -124,17 +137,18 @@ class Runner:
         if self.backend == "dask":
             from bench.distributed import dask_map
 
-            yield from dask_map(self.sub, self.content_hash, jobs, self.scheduler, self.jobs)
+            yield from dask_map(self.sub, self.content_hash, jobs, self.scheduler, self.jobs, self.device)
         elif self.jobs == 1:
             threads = default_threads(self.jobs)
             for job in jobs:
-                yield job, safe_execute(self.sub, self.content_hash, job, threads)
+                yield job, safe_execute(self.sub, self.content_hash, job, threads, device=self.device)
         else:
             from joblib import Parallel, delayed
 
             par = Parallel(n_jobs=self.jobs, return_as="generator_unordered", backend="loky")
             threads = default_threads(self.jobs)
-            calls = (delayed(indexed)(k, self.sub, self.content_hash, job, threads) for k, job in enumerate(jobs))
+            calls = (delayed(indexed)(k, self.sub, self.content_hash, job, threads, self.device)
+                     for k, job in enumerate(jobs))
             for k, result in par(calls):
                 yield jobs[k], result
 

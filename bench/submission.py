@@ -33,6 +33,9 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 MAX_GRID = 256
+#: A continuous knob's spacing (``operating_points.scale``) → the offset of its log: "log"
+#: spaces the sweep evenly in log(v) (λ), "log1p" in log(1 + v) (qualities from 0).
+SCALES = {"linear": 0.0, "log": 0.0, "log1p": 1.0}
 TOP_FIELDS = {"name", "description", "codec", "params", "operating_points", "rate_control", "status"}
 STATUSES = ("ready", "training")
 
@@ -150,16 +153,18 @@ def parse_points(table: Any, where: str) -> OperatingPoints:
             raise SubmissionError(f"{where}: field 'operating_points.grid' must be 2..{MAX_GRID}, got {grid}")
         _expect(table.get("integer", False), bool, where, "operating_points.integer")
         scale = table.get("scale", "linear")
-        if scale not in ("linear", "log"):
-            raise SubmissionError(f"{where}: field 'operating_points.scale' must be 'linear' or 'log', got {scale!r}")
-        if scale == "log" and not table["low"] > 0:
-            raise SubmissionError(f"{where}: a knob with scale = 'log' needs low > 0, got {table['low']}")
+        if scale not in SCALES:
+            raise SubmissionError(f"{where}: field 'operating_points.scale' must be one of {list(SCALES)}, "
+                                  f"got {scale!r}")
+        if not table["low"] + SCALES[scale] > 0 and scale != "linear":
+            raise SubmissionError(f"{where}: a knob with scale = '{scale}' needs low > {0.0 - SCALES[scale]:g}, "
+                                  f"got {table['low']}")
         unknown = set(table) - {"kind", "low", "high", "direction", "integer", "grid", "scale"}
         if unknown:
             raise SubmissionError(f"{where}: unknown field(s) {sorted('operating_points.' + u for u in unknown)}")
         return OperatingPoints("continuous", (), float(table["low"]), float(table["high"]),
                                direction == "quality-up", bool(table.get("integer", False)), max(grid, 2),
-                               scale == "log")
+                               scale != "linear", SCALES[scale])
     raise SubmissionError(f"{where}: field 'operating_points.kind' must be 'discrete' or 'continuous', got {kind!r}")
 
 

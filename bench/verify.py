@@ -16,7 +16,8 @@ from bench.metrics import image_metrics, msssim_db, psnr_from_mse
 from bench.paths import REPO_ROOT
 from bench.report.studies import VERIFY_CSV
 from bench.results import read_csv, write_csv
-from bench.job import decoded_hash, device_label
+from bench.device import check_device, device_label
+from bench.job import decoded_hash, placed_codec
 from bench.limits import check_declared_size
 from bench.submission import get_submission
 
@@ -30,6 +31,31 @@ def _run_files(dataset_dir: Path, name: str) -> list[dict]:
 def _recorded_hashes(dataset_dir: Path) -> dict[tuple, str]:
     return {(r["submission"], r["mode"], float(r["target_bpp"]), r["image_id"]): r["decoded_sha256"]
             for r in _run_files(dataset_dir, "per_image.csv") if r.get("decoded_sha256")}
+
+
+def _run_device(row: dict) -> str | None:
+    """The device a row's networks ran on, when this machine has that kind (None: it has not)."""
+    import torch
+
+    if not row.get("device", "").startswith("cuda"):
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else None
+
+
+def _refused(row: dict, why: str) -> dict:
+    """A verify line for a row this machine cannot decode (files counted, nothing recomputed)."""
+    folder = _folder(row)
+    files = sorted(folder.glob("*.bin"))
+    return {"submission": row["submission"], "target_bpp": row["target_bpp"], "mode": row["mode"],
+            "files": len(files), "images": int(row["images"]), "bytes_on_disk": sum(f.stat().st_size for f in files),
+            "bytes_reported": int(row["bytes"]), "psnr_recomputed": math.nan, "psnr_reported": float(row["psnr"]),
+            "psnr_diff_db": math.nan, "msssim_db_recomputed": math.nan, "msssim_db_reported": float(row["msssim_db"]),
+            "bit_identical": f"refused: {why}", "run_device": row.get("device", ""), "verify_device": "none"}
+
+
+def _folder(row: dict) -> Path:
+    folder = Path(row["bitstreams"])
+    return folder if folder.is_absolute() else REPO_ROOT / folder
 
 
 def _run_threads(device: str) -> int | None:
@@ -69,12 +95,15 @@ def _verify_rows(dataset_dir: Path, originals: dict, recorded: dict, submissions
     for row in _run_files(dataset_dir, "rows.csv"):
         if row["status"] != "ok" or (submissions and row["submission"] not in submissions):
             continue
+        run_device = _run_device(row)
+        if run_device is None:       # a GPU-coded file decodes on a GPU only (bench.codecs.learned.CUDA_CODED)
+            out.append(_refused(row, f"coded on {row['device']}; this machine has no CUDA device: verify on one"))
+            continue
         torch.set_num_threads(_run_threads(row.get("device", "")) or default_threads)
-        device = device_label(torch.get_num_threads())
-        folder = Path(row["bitstreams"])
-        folder = folder if folder.is_absolute() else REPO_ROOT / folder
-        files = sorted(folder.glob("*.bin"))
-        codec = get_submission(row["submission"]).make_codec()
+        sub = get_submission(row["submission"])
+        codec = placed_codec(sub, sub.content_hash(), check_device(run_device))
+        device = device_label(codec.device, torch.get_num_threads())
+        files = sorted(_folder(row).glob("*.bin"))
         sse = values = 0.0
         ms_weighted = pixels = 0.0
         identical = compared = 0

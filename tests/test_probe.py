@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from bench.job import device_label
 from bench.run import run_benchmark
 from bench.runner import Runner
 from tests.helpers.manifests import continuous, write_submission
@@ -56,6 +55,35 @@ def test_an_estimate_wrong_by_30_percent_still_ends_within_budget_with_real_byte
     assert json.loads((res.run_dir / "run.json").read_text())["settings"]["probe"] == "estimate"
 
 
+def test_the_rd_curve_of_a_probed_run_says_its_bytes_are_estimates(image_folder, tmp_path, subs):
+    from bench.report.leaderboard import bd_summary, estimated_points, load_run
+
+    def curve(run_dir: Path):
+        run = load_run(run_dir)
+        return run, estimated_points(run.rd), bd_summary([run], "wrongest")[0]["estimated"]
+
+    res = _run(image_folder, tmp_path / "r", subs)
+    run, points, bd = curve(res.run_dir)
+    assert len(run.rd) >= 5 and points == len(run.rd) and bd == len(run.rd)   # the sweep, estimated
+    # same cache, no probe: the sweep is coded now, and the curve says so
+    plain = _run(image_folder, tmp_path / "r", subs, probe="none")
+    run, points, bd = curve(plain.run_dir)
+    assert len(run.rd) >= 5 and points == 0 and bd == 0
+
+
+def test_run_json_says_what_the_run_cost_and_the_page_shows_it(image_folder, tmp_path, subs):
+    from bench.report.html import run_summary
+    from bench.report.leaderboard import load_run
+
+    res = _run(image_folder, tmp_path / "r", subs)
+    cost = json.loads((res.run_dir / "run.json").read_text())["cost"]
+    assert cost["jobs_coded"] == res.computed > 0 and cost["points_estimated"] == res.estimated > 0
+    assert 0 < cost["wall_s"] <= res.seconds + 0.1
+    assert run_summary(load_run(res.run_dir))["cost"].endswith(f"· {res.computed} coded · {res.estimated} estimated")
+    again = _run(image_folder, tmp_path / "r", subs)                    # cached: nothing coded again
+    assert json.loads((again.run_dir / "run.json").read_text())["cost"]["jobs_coded"] == 0
+
+
 def test_a_run_interrupted_between_probe_and_coding_resumes(image_folder, tmp_path, subs, monkeypatch):
     def stop(self, requests):
         raise KeyboardInterrupt("killed after probing")
@@ -71,8 +99,3 @@ def test_a_run_interrupted_between_probe_and_coding_resumes(image_folder, tmp_pa
     assert resumed.estimated < fresh.estimated               # estimates came from the file
     assert [r.get("bytes") for r in resumed.rows] == [r.get("bytes") for r in fresh.rows]
     assert [r.get("msssim") for r in resumed.rows] == [r.get("msssim") for r in fresh.rows]
-
-
-def test_device_labels_say_cpu_with_the_thread_count():
-    """Every codec here runs its networks on the CPU, so no record may say cuda."""
-    assert device_label(1) == "cpu (1 threads)" and device_label(2) == "cpu (2 threads)"

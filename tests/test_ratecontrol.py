@@ -195,7 +195,9 @@ def test_refinement_fills_budget_with_few_evaluations(objective):
     assert n <= len(images) * (8 + 2 * 4 * len(targets)) < len(images) * 113 / 3
 
 
-def test_refinement_adds_midpoints_on_both_sides_of_the_choice():
+def test_refinement_bisects_towards_the_side_of_the_best_point():
+    """One image: its best point under the budget is the highest-rate one that fits, so the
+    slope at the chosen point exceeds the multiplier and the one new point lies above it."""
     images = {"img03": PIXELS["img03"]}
     grid = FLOAT_KNOB.initial()
     first = rate_control(images, FLOAT_KNOB, synthetic(float_rate)[0], [0.1], refine_rounds=0)[0]
@@ -203,9 +205,32 @@ def test_refinement_adds_midpoints_on_both_sides_of_the_choice():
     sel = rate_control(images, FLOAT_KNOB, evaluate, [0.1], refine_rounds=1)[0]
     k = grid.index(first.chosen["img03"]["point"])
     assert 0 < k < len(grid) - 1
-    assert sorted(q for _, q in calls[1]) == [FLOAT_KNOB.snap((grid[k - 1] + grid[k]) / 2),
-                                              FLOAT_KNOB.snap((grid[k] + grid[k + 1]) / 2)]
+    assert [q for _, q in calls[1]] == [FLOAT_KNOB.snap((grid[k] + grid[k + 1]) / 2)]
     assert sel.status == "ok" and sel.chosen["img03"]["bytes"] * 8 <= 0.1 * images["img03"]
+
+
+@pytest.mark.parametrize("rate,knob", [(float_rate, FLOAT_KNOB), (int_rate, INT_KNOB)])
+def test_one_sided_refinement_ends_where_a_dense_grid_does(rate, knob):
+    """Twelve images share one budget: the refined choice is worth what the knapsack finds on
+    a dense grid of the knob (every integer; 1/448 steps for the float knob), with at most
+    one new point per image and round (two-sided bisection: 1.5× the evaluations here)."""
+    dense = list(range(1, 101)) if knob.integer else [i / 448 for i in range(449)]
+    targets = (0.075, 0.15, 0.30)
+    evaluate, calls = synthetic(rate)
+    sels = rate_control(PIXELS, knob, evaluate, targets)
+    n = assert_no_duplicates(calls)
+    assert all(len(call) <= len(PIXELS) for call in calls[1:])
+    all_eval, _ = synthetic(rate)
+    recs = all_eval([(img, q) for img in PIXELS for q in dense])
+    tables = {img: [Candidate(r["point"], r["bytes"], objective_value(r, "msssim"), r)
+                    for r in recs if r["image_id"] == img] for img in PIXELS}
+    for sel in sels:
+        best = allocate(tables, sel.budget_bytes)
+        got = sum(objective_value(r, "msssim") for r in sel.chosen.values())
+        want = sum(c.value for c in best.values())
+        assert got >= want - 2e-4 * sum(PIXELS.values()), (sel.target_bpp, got, want)   # MS-SSIM within 2e-4
+    rounds = len(calls) - 1
+    assert n <= len(PIXELS) * (len(knob.initial()) + rounds)
 
 
 def test_log_knob_sweeps_and_bisects_in_log_space():
@@ -226,6 +251,16 @@ def test_log_knob_sweeps_and_bisects_in_log_space():
     geometric = {knob.snap(math.sqrt(a * b)) for a, b in zip(grid, grid[1:])}
     new = {q for _, q in calls[1]}          # the first refinement round: midpoints of grid neighbours
     assert new and new <= geometric
+
+
+def test_log1p_knob_puts_the_sweep_where_a_quality_scale_keeps_its_low_rates():
+    """WebP's manifest: quality 0–100 swept evenly in log(1 + q); its Kodak targets lie at
+    quality 0–12, which the linear grid of 12 covered with 2 points and this one with 6."""
+    knob = OperatingPoints("continuous", low=0, high=100, integer=True, grid=12, log=True, log_offset=1.0)
+    sweep = knob.initial()
+    assert sweep[0] == 0 and sweep[-1] == 100 and len([q for q in sweep if q <= 12]) == 6
+    assert knob.midpoint(0, 3) == 1 and knob.midpoint(7, 11) == 9 and knob.midpoint(0, 1) is None
+    assert OperatingPoints("continuous", low=0, high=100, integer=True, grid=12).initial()[:3] == [0, 9, 18]
 
 
 def test_integer_knob_stops_refining_at_adjacent_points():

@@ -32,6 +32,8 @@ def test_all_shipped_manifests_are_valid_and_listed():
     (GOOD.replace('name = "{name}"', "name = 3"), "name"),
     (GOOD.replace('kind = "continuous"', 'kind = "continuous"\nscale = "cubic"'), "operating_points.scale"),
     (GOOD.replace('kind = "continuous"', 'kind = "continuous"\nscale = "log"'), "low > 0"),
+    (GOOD.replace('kind = "continuous"', 'kind = "continuous"\nscale = "log1p"').replace("low = 0", "low = -1"),
+     "low > -1"),
 ])
 def test_bad_manifest_names_the_offending_field(tmp_path, text, field):
     path = write(tmp_path, "sub", text.replace("{name}", "sub"))

@@ -160,7 +160,10 @@ class Context3DCodec(HyperpriorCodec):
     """Discrete operating points: model names, as :class:`~bench.codecs.learned.HyperpriorCodec`
     reads them (params ``models``, lowest rate first, and ``weights_dir``; a model's id in the
     file is its index), each a context model with its masks baked in; y is coded serially with
-    constriction, z with compressai's entropy bottleneck."""
+    constriction, z with compressai's entropy bottleneck. CPU only: the serial loop runs one
+    small matrix-vector product per position, where a GPU's launch latency would dominate."""
+
+    devices = ("cpu",)
 
     def _load_model(self, path: Path) -> nn.Module:
         return load_context_model(path)

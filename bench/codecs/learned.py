@@ -2,10 +2,12 @@
 :class:`~bench.codec.Codec` contract and the :mod:`bench.container` file format.
 
 Both codecs pad the image with zeros (right and bottom) to a multiple of 2**DOWNSAMPLINGS,
-run compressai's ``compress``/``decompress`` in float32 on the CPU under ``torch.no_grad``,
-and crop back to the original size. The entropy decoder needs exactly the scales the
-encoder used, which compressai's ``decompress`` recomputes from the decoded z; that is
-deterministic for a given machine, library versions and thread count (see ``versions``).
+run compressai's ``compress``/``decompress`` in float32 under ``torch.no_grad`` (networks on
+the codec's device, ``--device``; the rANS coder on the CPU), and crop back to the original
+size. The entropy decoder needs exactly the scales the encoder used, which compressai's
+``decompress`` recomputes from the decoded z; that is deterministic for a given machine,
+device, library versions and thread count (see ``versions``), so a file records whether its
+networks ran on CUDA (:data:`CUDA_CODED`) and decodes only on that kind of device.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torch import nn
 from bench.codec import BitstreamError, Codec, Complexity, Estimate, JobMeasures
 from bench.codecs import scale_shift
 from bench.container import MAX_SIDE, VERSION as CONTAINER_VERSION, pack, unpack
+from bench.device import DeviceMismatch, network_clock
 from bench.limits import is_out_of_memory
 from bench.models.hyperprior import DOWNSAMPLINGS, build_model, hard_forward
 
@@ -41,6 +44,11 @@ _MODELS: dict[tuple, nn.Module] = {}     # loaded models, shared by all codec in
 #: there the noise-trained σ is too small for the rounded latents, and rounding it up pays.
 #: Smaller files win: compressai's 64, stated here because it changes the bytes.
 SCALE_LEVELS = 64
+#: Coding-variant flag (the container's variant field; the low bits hold the scale shift):
+#: the networks ran on a CUDA device. The scales that pick each symbol's CDF come out of float
+#: arithmetic that differs between devices, so such a file decodes on CUDA only, and a CPU
+#: file (flag clear, the bytes of every file coded before devices existed) on the CPU only.
+CUDA_CODED = 16
 
 
 # --------------------------------------------------------------------------- tensors
@@ -59,7 +67,7 @@ def to_tensor(image: np.ndarray) -> tuple[torch.Tensor, int, int]:
 def to_image(x_hat: torch.Tensor, h: int, w: int) -> np.ndarray:
     """1×3×H'×W' in [0, 1] → uint8 h×w×3 (crop, clamp, ×255, round)."""
     out = x_hat[0, :, :h, :w].clamp(0, 1).mul(255).round().to(torch.uint8)
-    return out.permute(1, 2, 0).contiguous().numpy()
+    return out.permute(1, 2, 0).contiguous().cpu().numpy()
 
 
 def latent_shape(h: int, w: int) -> tuple[int, int]:
@@ -136,27 +144,11 @@ def compress_with_bits(model: nn.Module, x: torch.Tensor) -> tuple[dict, float |
 TRANSFORMS = ("g_a", "h_a", "h_s", "g_s")    # the networks; everything else in a call is entropy coding
 
 
-@contextmanager
-def network_time(model: nn.Module) -> Iterator[list[float]]:
-    """Seconds spent inside the model's transforms (``TRANSFORMS``) during the block, summed
-    into the one-element list it yields; the rest of a compress/decompress call is the
-    entropy coder and its bookkeeping. CPU clock (the networks run on the CPU here)."""
+def transforms(model: nn.Module) -> list[nn.Module]:
+    """The model's networks (``TRANSFORMS``), the parts :func:`bench.device.network_clock` times;
+    the rest of a compress/decompress call is the entropy coder and its bookkeeping."""
     inner = getattr(model, "model", model)          # a variable-rate model fixed at one λ
-    spent, started = [0.0], {}
-
-    def pre(module, _inp):
-        started[id(module)] = time.perf_counter()
-
-    def post(module, _inp, _out):
-        spent[0] += time.perf_counter() - started.pop(id(module))
-
-    hooks = [h for name in TRANSFORMS if (m := getattr(inner, name, None)) is not None
-             for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
-    try:
-        yield spent
-    finally:
-        for h in hooks:
-            h.remove()
+    return [m for name in TRANSFORMS if (m := getattr(inner, name, None)) is not None]
 
 
 # --------------------------------------------------------------------------- shared codec
@@ -168,10 +160,29 @@ class LearnedCodec(Codec):
     last encode and decode of this instance, which the harness calls right after them in the
     same process (one job at a time per process). An encode starts ``_last`` afresh."""
 
+    devices = ("cpu", "cuda")
+
     def __init__(self, params: dict[str, Any], root: Any = None) -> None:
         super().__init__(params, root)
         self._costs: dict[tuple, Complexity] = {}
         self._last: dict[str, float] = {}
+
+    def _placed(self, model: nn.Module) -> nn.Module:
+        """``model`` with its weights on this codec's device (moved on first use; models are
+        shared within a process, so each use checks)."""
+        p = next(model.parameters(), None)
+        if p is not None and p.device != torch.device(self.device):
+            model.to(self.device)
+        return model
+
+    def _check_device(self, variant: int) -> None:
+        """A file decodes on the kind of device its networks ran on (:data:`CUDA_CODED`)."""
+        coded, here = ("cuda" if variant & CUDA_CODED else "cpu"), self.device.split(":")[0]
+        if coded != here:
+            raise DeviceMismatch(
+                f"this file was coded with its networks on {coded} and this decoder runs them on {here}: the "
+                f"scales that select each symbol's CDF differ between devices in the last float bits, which "
+                f"breaks the entropy decoding; decode it with --device {coded}")
 
     @abstractmethod
     def _for_point(self, point: Any) -> tuple[int, nn.Module]:
@@ -183,10 +194,11 @@ class LearnedCodec(Codec):
 
     def encode(self, image: np.ndarray, point: Any) -> bytes:
         model_id, model = self._for_point(point)
+        model = self._placed(model)
         x, h, w = to_tensor(image)
         t0 = time.perf_counter()
-        with scale_shift.searching(model) as variant, network_time(model) as net:
-            out, est = compress_with_bits(model, x)
+        with scale_shift.searching(model) as variant, network_clock(transforms(model), self.device) as net:
+            out, est = compress_with_bits(model, x.to(self.device))
         self._last = {"enc_net_s": net[0], "enc_coder_s": time.perf_counter() - t0 - net[0]}
         if est is not None:
             self._last["est_bits"] = est
@@ -195,7 +207,8 @@ class LearnedCodec(Codec):
             raise RuntimeError(f"expected one y and one z string, got {len(y_strings)} and {len(z_strings)}")
         if tuple(out["shape"]) != latent_shape(h, w):      # the decoder derives it from h, w
             raise RuntimeError(f"z shape {tuple(out['shape'])} is not {latent_shape(h, w)} for a {h}×{w} image")
-        return pack(model_id, h, w, [z_strings[0], y_strings[0]], variant[0])
+        flag = CUDA_CODED if self.device.startswith("cuda") else 0
+        return pack(model_id, h, w, [z_strings[0], y_strings[0]], variant[0] | flag)
 
     @torch.no_grad()
     def estimate(self, image: np.ndarray, point: Any) -> Estimate | None:
@@ -207,7 +220,9 @@ class LearnedCodec(Codec):
         kind = _compress_kind(model)
         if kind is None:
             return None
+        model = self._placed(model)
         x, h, w = to_tensor(image)
+        x = x.to(self.device)
         out = model(x) if kind == "gated" else hard_forward(model, x)
         lik = out["likelihoods"]
         sizes = [math.ceil(likelihood_bits([lik[k]]) / 8) for k in ("z", "y")]
@@ -219,12 +234,14 @@ class LearnedCodec(Codec):
 
     def decode(self, data: bytes) -> np.ndarray:
         c = unpack(data)                      # magic, version, lengths, CRC, size cap: before any decoder
-        model = self._for_id(c.model_id)
+        model = self._placed(self._for_id(c.model_id))
         if len(c.streams) != 2:
             raise BitstreamError(f"expected 2 streams (z, y), the file has {len(c.streams)}")
+        self._check_device(c.variant)
         z, y = c.streams
         t0 = time.perf_counter()
-        with scale_shift.decoding(model, c.variant), network_time(model) as net:   # unknown variant: raises first
+        with scale_shift.decoding(model, c.variant & ~CUDA_CODED), \
+                network_clock(transforms(model), self.device) as net:   # unknown variant: raises first
             try:
                 with torch.no_grad():
                     x_hat = model.decompress([[y], [z]], latent_shape(c.height, c.width))["x_hat"]

@@ -232,17 +232,23 @@ class Context3D(CompressionModel):
         return torch.cat([mixture_likelihood(y[:, g.own_start:g.stop], p, self.K)
                           for g, p in zip(self.groups, self.params(y_ctx, hyper))], 1)
 
-    def _forward(self, x: torch.Tensor, noise: bool) -> dict:
+    def _forward(self, x: torch.Tensor, noise: bool, synthesis: bool = True) -> dict:
         y = self.g_a(x)
         z_hat, z_likelihoods = self.entropy_bottleneck(self.h_a(torch.abs(y)), training=noise)
         hyper = self.h_s(z_hat)
         y_hat = y + torch.empty_like(y).uniform_(-0.5, 0.5) if noise else torch.round(y)
         y_likelihoods = self.y_likelihoods(y_hat, _ste_round(y) if noise else y_hat, hyper)
-        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        return {"x_hat": self.g_s(y_hat) if synthesis else None, "y_hat": y_hat,
+                "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     def forward(self, x: torch.Tensor) -> dict:
         """Additive noise in training mode, rounded latents in eval mode."""
         return self._forward(x, self.training)
+
+    def rate_forward(self, x: torch.Tensor) -> dict:
+        """Training while the transforms are frozen: the noisy latents and their likelihoods, no
+        synthesis (the distortion then depends on no trained weight, so it needs no gradient)."""
+        return self._forward(x, True, synthesis=False)
 
     def hard_forward(self, x: torch.Tensor) -> dict:
         """Rounded latents (validation): the rates the codec pays, up to its pmf quantisation."""

@@ -467,7 +467,9 @@ BD = [Column("submission", "Submission", str, numeric=False),
       Column("psnr_bd", "BD-rate, PSNR", percent, title="negative: fewer bits than the anchor for the same PSNR"),
       Column("psnr_overlap", "overlap", share,
              title="overlap of the two curves' quality ranges, share of their joint range"),
-      Column("points", "RD points", integer, title="points of the run's rd.csv curve used (the plots' range)")]
+      Column("points", "RD points", integer, title="points of the run's rd.csv curve used (the plots' range)"),
+      Column("estimated", "estimated", integer, title="of those points, how many have bytes the codec estimated "
+             "(a --probe estimate sweep codes only the chosen points); 0: every byte from a file")]
 LOW_OVERLAP, NO_OVERLAP = 0.5, 0.1   # below: italic grey ("indicative"); below that: not shown
 
 
@@ -510,6 +512,20 @@ def _compact(x) -> str:
     return str(x)
 
 
+def _cost(cost) -> str:
+    """What the run cost (run.json ``cost``): wall time, coded jobs, estimates; — for runs
+    written before it was recorded."""
+    if not isinstance(cost, dict) or not is_num(cost.get("wall_s")):
+        return DASH
+    s = float(cost["wall_s"])
+    text = f"{s / 60:.1f} min" if s >= 90 else f"{s:.0f} s"
+    if is_num(cost.get("jobs_coded")):
+        text += f" · {int(cost['jobs_coded']):,} coded"
+    if is_num(cost.get("points_estimated")) and cost["points_estimated"]:
+        text += f" · {int(cost['points_estimated']):,} estimated"
+    return text
+
+
 def run_summary(run: Run) -> dict:
     m = run.meta
     settings = m.get("settings") if isinstance(m.get("settings"), dict) else {}
@@ -536,6 +552,7 @@ def run_summary(run: Run) -> dict:
         "commit": commit[:10] or DASH, "commit_full": commit,
         "hash": chash[:12] or DASH, "hash_full": chash,
         "device": _text(m.get("device")) or DASH,
+        "cost": _cost(m.get("cost")),
         "settings": " · ".join(parts),
         "errors": _listish(m.get("errors")),
         "notes": _listish(m.get("image_notes")),

@@ -215,6 +215,14 @@ PRIMARY_MODE = "clic"
 LEARNED_COLUMNS = ("params", "decoder_bytes", "dec_kmac_px")
 
 
+def estimated_points(rd: pd.DataFrame) -> int:
+    """Points of an rd.csv curve whose bytes are (partly) the codec's estimates (a
+    ``--probe estimate`` sweep); 0 for curves from coded files and for files older than the column."""
+    if "estimated" not in rd.columns:
+        return 0
+    return int((pd.to_numeric(rd["estimated"], errors="coerce").fillna(0) > 0).sum())
+
+
 def mode_order(board: pd.DataFrame) -> list[str]:
     """The modes on the board, the CLIC one first: each gets its own tables (rows of different
     modes answer different questions and are never ranked together)."""
@@ -276,7 +284,8 @@ def bd_summary(runs: list[Run], anchor: str, max_bpp: float | None = None,
         return []
     out = []
     for name, rd in records.items():
-        row: dict = {"submission": name, "points": len(rd)}
+        row: dict = {"submission": name, "points": len(rd),
+                     "estimated": sum(1 for r in rd if is_num(r.get("estimated")) and r["estimated"] > 0)}
         for m in metrics:
             row[f"{m}_bd"], row[f"{m}_overlap"] = _bd(usable_curve(records[anchor], m), usable_curve(rd, m))
         out.append(row)

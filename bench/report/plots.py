@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .leaderboard import Run, mode_order, msssim_to_db
+from .leaderboard import Run, estimated_points, mode_order, msssim_to_db
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,9 @@ def _run_series(runs: list[Run], references: list[RefCurve], metric: str, primar
         if run.rd is not None and metric in run.rd.columns and not run.rd.empty:
             x, y = run.rd["bpp"].to_numpy(float), run.rd[metric].to_numpy(float)
             drew = bool((np.isfinite(x) & np.isfinite(y)).any())
-            series.append(Series(x, y, run.name, dict(color=c, lw=1.7, marker=m, ms=5.5, zorder=4)))
+            est = estimated_points(run.rd) > 0   # a --probe estimate sweep: dashed, and said so
+            series.append(Series(x, y, f"{run.name} (sweep: estimated bytes)" if est else run.name,
+                                 dict(color=c, lw=1.7, marker=m, ms=5.5, zorder=4, ls="--" if est else "-")))
         series += _chosen_series(run, metric, (c, m), primary, None if drew else run.name)
     return series
 

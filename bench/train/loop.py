@@ -316,12 +316,31 @@ def _start(recipe: Recipe, run: RunSpec, model, opt, aux_opt, rng: random.Random
     return 0, 0.0
 
 
-def _step(model, opt, aux_opt, x: torch.Tensor, recipe: Recipe, run: RunSpec, rng: random.Random) -> dict[str, float]:
-    """One optimiser step on a batch (padding-aware); the logged values."""
+def _frozen_loss(model, x: torch.Tensor, x_in: torch.Tensor, rh: int, rw: int, recipe: Recipe, run: RunSpec,
+                 log: bool) -> tuple[torch.Tensor, dict]:
+    """The loss while a context model's transforms are frozen: only the rate depends on a trained
+    weight, so the synthesis and the distortion run (without gradients) on the steps that are
+    logged only; the other steps log ``None`` for them, which the averages skip."""
+    out = model.rate_forward(x_in)
+    bpp = rate_bpp(out["likelihoods"], x.shape[0] * rh * rw)
+    logs = {"bpp": bpp.item(), "loss": None, "distortion": None}
+    if log:
+        with torch.no_grad():
+            d, m = distortion(model.g_s(out["y_hat"])[..., :rh, :rw], x[..., :rh, :rw], recipe)
+        logs |= {"loss": bpp.item() + run.lmbda * d.item(), "distortion": d.item(), **m}
+    return bpp, logs
+
+
+def _step(model, opt, aux_opt, x: torch.Tensor, recipe: Recipe, run: RunSpec, rng: random.Random,
+          frozen: bool = False, log: bool = True) -> dict[str, float | None]:
+    """One optimiser step on a batch (padding-aware); the logged values (``None``: not computed
+    on this step). ``frozen``: a context model's transforms are frozen (see :func:`_frozen_loss`)."""
     pad_max = recipe.data.pad_max if recipe.data.pad_max is not None else round(20 * recipe.data.crop / 256)
     x_in, rh, rw = pad_batch(x, recipe.data.pad_prob, pad_max, rng)
     if recipe.model.variable_rate:
         loss, logs = _variable_rate_loss(model, x, x_in, rh, rw, recipe, run, rng)
+    elif frozen:
+        loss, logs = _frozen_loss(model, x, x_in, rh, rw, recipe, run, log)
     else:
         out = rounded_forward(model, x_in) if run.stage == 2 else model(x_in)
         bpp = rate_bpp(out["likelihoods"], x.shape[0] * rh * rw)
@@ -340,9 +359,9 @@ def _step(model, opt, aux_opt, x: torch.Tensor, recipe: Recipe, run: RunSpec, rn
     return {"loss": loss.item(), "aux_loss": aux.item(), **logs}
 
 
-def _log_train(out_dir: Path, run: RunSpec, vr: bool, acc: dict[str, float], n: int, step: int, lr: float,
+def _log_train(out_dir: Path, run: RunSpec, vr: bool, acc: dict[str, tuple[float, int]], step: int, lr: float,
                seconds: float) -> None:
-    row = {k: v / n for k, v in acc.items()} | {"step": step, "lr": lr, "seconds": round(seconds, 1)}
+    row = {k: s / n for k, (s, n) in acc.items()} | {"step": step, "lr": lr, "seconds": round(seconds, 1)}
     _append_csv(out_dir / "train.csv", VR_TRAIN_COLUMNS if vr else TRAIN_COLUMNS, row)
     print(f"[train] {run.name} step {step} loss {row['loss']:.4f} bpp {row['bpp']:.3f} ms-ssim {row['msssim']:.4f} "
           f"psnr {row['psnr']:.2f} ({seconds / step if step else 0:.2f} s/step avg)", flush=True)
@@ -376,23 +395,25 @@ def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threa
     train_imgs, val_imgs = load_training_images(recipe.data)
     sampler = CropSampler(train_imgs, recipe.data.crop, recipe.data.batch, seed=run.seed + step)
     model.train()
-    acc: dict[str, float] = {}
-    n_acc = 0
+    acc: dict[str, tuple[float, int]] = {}   # per logged value: its sum and count since the last log
     t_last = time.perf_counter()
     while step < total_steps:
         lr = _set_lr(opt, run.lr_drop_at is not None and step >= run.lr_drop_at)
+        frozen = step < run.freeze_steps
         if run.freeze_steps:
-            model.transforms_trainable(step >= run.freeze_steps)
-        logs = _step(model, opt, aux_opt, sampler.batch(), recipe, run, rng)
+            model.transforms_trainable(not frozen)
+        logs = _step(model, opt, aux_opt, sampler.batch(), recipe, run, rng, frozen,
+                     log=(step + 1) % run.log_every == 0 or step + 1 == total_steps)
         step += 1
         now = time.perf_counter()
         seconds, t_last = seconds + now - t_last, now
         for k, v in logs.items():
-            acc[k] = acc.get(k, 0.0) + v
-        n_acc += 1
+            if v is not None:
+                total, n = acc.get(k, (0.0, 0))
+                acc[k] = (total + v, n + 1)
         if step % run.log_every == 0 or step == total_steps:
-            _log_train(out_dir, run, recipe.model.variable_rate, acc, n_acc, step, lr, seconds)
-            acc, n_acc = {}, 0
+            _log_train(out_dir, run, recipe.model.variable_rate, acc, step, lr, seconds)
+            acc = {}
         if (step % run.val_every == 0 or step == total_steps) and val_imgs:
             _log_val(model, val_imgs, recipe, run, out_dir, step, seconds)
             t_last = time.perf_counter()  # validation time is not training time

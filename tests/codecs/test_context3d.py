@@ -224,6 +224,37 @@ def test_training_forward_gives_likelihoods_of_every_latent():
     assert model.groups[1].context.weight.grad.abs().sum() > 0
 
 
+def test_the_frozen_phase_trains_the_entropy_model_as_the_full_loss_does():
+    """While the transforms are frozen the step skips the synthesis; the entropy model's
+    gradients must be the full loss's (the distortion is a constant then)."""
+    from bench.train.loop import _frozen_loss, distortion, rate_bpp
+    recipe = load_recipe(SUBMISSIONS_DIR / "context3d_gmm" / "train.toml")
+    run = recipe.runs[0]
+    torch.manual_seed(0)
+    model = build_context_model("context3d_gmm", N, M).train()
+    model.g_a[-1].weight.data.mul_(40)
+    model.transforms_trainable(False)
+    x = torch.rand(2, 3, 128, 128)   # MS-SSIM at 5 scales needs > 96 px
+
+    def grads(loss: torch.Tensor) -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        return [p.grad.clone() for p in model.groups.parameters()]
+
+    torch.manual_seed(1)
+    out = model(x)
+    d, _ = distortion(out["x_hat"], x, recipe)
+    full = grads(rate_bpp(out["likelihoods"], 2 * 128 * 128) + run.lmbda * d)
+    torch.manual_seed(1)
+    loss, logs = _frozen_loss(model, x, x, 128, 128, recipe, run, log=True)
+    frozen = grads(loss)
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(full, frozen))
+    assert any(g.abs().sum() > 0 for g in frozen)
+    assert logs["distortion"] == pytest.approx(d.item(), rel=1e-6)
+    assert logs["loss"] == pytest.approx(logs["bpp"] + run.lmbda * d.item(), rel=1e-6)
+    assert _frozen_loss(model, x, x, 128, 128, recipe, run, log=False)[1]["loss"] is None   # not logged
+
+
 def test_recipe_and_manifest_of_the_shipped_submission():
     recipe = load_recipe(SUBMISSIONS_DIR / "context3d_gmm" / "train.toml")
     assert recipe.model.arch in CONTEXT_ARCHS and recipe.model.context
