@@ -36,10 +36,11 @@ LIKELIHOOD_MIN = 1e-9     # compressai's lower bound on likelihoods
 
 #: name → constructor switches (groups, cross: group 2 sees group 1, K, rpe).
 CONTEXT_ARCHS: dict[str, dict] = {
-    "context3d_gmm": {"groups": 2, "cross": True, "K": 3, "rpe": True},
-    "context2d_gmm": {"groups": 2, "cross": False, "K": 3, "rpe": True},
-    "context3d_gaussian": {"groups": 2, "cross": True, "K": 1, "rpe": True},
-    "context3d_gmm_plain": {"groups": 2, "cross": True, "K": 3, "rpe": False},
+    # the paper's model, and its ablation ladder (each step adds one thing):
+    "context2d_gaussian": {"groups": 1, "cross": False, "K": 1, "rpe": False},  # Minnen 2018's shape
+    "context3d_gaussian": {"groups": 2, "cross": True, "K": 1, "rpe": False},   # + the 3-D context
+    "context3d_gmm_plain": {"groups": 2, "cross": True, "K": 3, "rpe": False},  # + the mixture
+    "context3d_gmm": {"groups": 2, "cross": True, "K": 3, "rpe": True},         # + RPE
 }
 
 #: The parts a warm start copies from a scale hyperprior (and may freeze for a while).

@@ -40,11 +40,11 @@ def pixel_hash(a: np.ndarray) -> str:
 
 @pytest.fixture(scope="module")
 def sub_root(tmp_path_factory) -> Path:
-    """A submission folder with two tiny untrained models (y scaled up so the symbols span a
+    """A submission folder with three tiny untrained models (the paper's, and two ablation rungs) (y scaled up so the symbols span a
     few dozen values, as a trained model's do)."""
     root = tmp_path_factory.mktemp("context3d")
     (root / "weights").mkdir()
-    for i, arch in enumerate(["context3d_gmm", "context3d_gaussian"]):
+    for i, arch in enumerate(["context3d_gmm", "context3d_gaussian", "context2d_gaussian"]):
         torch.manual_seed(i)
         model = build_context_model(arch, N, M)
         model.g_a[-1].weight.data.mul_(40)
@@ -55,14 +55,14 @@ def sub_root(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def codec(sub_root) -> Context3DCodec:
-    return Context3DCodec({"models": ["m0", "m1"]}, sub_root)
+    return Context3DCodec({"models": ["m0", "m1", "m2"]}, sub_root)
 
 
 DECODE = textwrap.dedent("""
     import sys
     import numpy as np, torch
     from bench.codecs.context3d import Context3DCodec
-    codec = Context3DCodec({"models": ["m0", "m1"]}, sys.argv[1])
+    codec = Context3DCodec({"models": ["m0", "m1", "m2"]}, sys.argv[1])
     for threads in (1, 2):
         torch.set_num_threads(threads)
         for path in sys.argv[2:]:
@@ -80,7 +80,7 @@ def test_round_trip_is_bit_exact_in_a_fresh_process(codec, sub_root, tmp_path):
     torch.set_num_threads(1)
     try:
         here, paths = {}, []
-        for point in ("m0", "m1"):
+        for point in ("m0", "m1", "m2"):
             data = codec.encode(img, point)
             here[point] = codec.decode(data)
             model = codec.models[codec.names.index(point)]
@@ -94,7 +94,7 @@ def test_round_trip_is_bit_exact_in_a_fresh_process(codec, sub_root, tmp_path):
     res = subprocess.run([sys.executable, "-c", DECODE, str(sub_root), *map(str, paths)], cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=110)
     assert res.returncode == 0, res.stderr
-    for point, path in zip(("m0", "m1"), paths):
+    for point, path in zip(("m0", "m1", "m2"), paths):
         assert pixel_hash(np.load(f"{path}-1.npy")) == pixel_hash(here[point])
         assert np.abs(np.load(f"{path}-2.npy").astype(int) - here[point]).max() <= 2
 
