@@ -83,7 +83,10 @@ def verify_dataset(reports_dir: Path, dataset: str, submissions: list[str] | Non
         out = _verify_rows(dataset_dir, originals, recorded, submissions, default_threads)
     finally:
         torch.set_num_threads(default_threads)
-    write_csv(Path(dataset_dir) / VERIFY_CSV, out)
+    # verifying some submissions keeps the other submissions' lines of an earlier verify
+    path = Path(dataset_dir) / VERIFY_CSV
+    kept = [r for r in read_csv(path) if r.get("submission") not in set(submissions)] if submissions else []
+    write_csv(path, kept + out)
     return out
 
 

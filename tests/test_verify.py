@@ -38,3 +38,18 @@ def test_verify_decodes_with_the_run_thread_count():
 
     assert _run_threads("cpu (1 threads)") == 1 and _run_threads("cpu (2 threads)") == 2
     assert _run_threads("cuda (NVIDIA H100)") is None and _run_threads("") is None
+
+
+def test_verifying_one_submission_keeps_the_lines_of_the_others(jpeg_run):
+    from bench.results import write_csv
+    from bench.verify import verify_dataset
+
+    res, folder, tmp_path = jpeg_run
+    path = res.run_dir.parent.parent / "verify.csv"
+    first = verify_dataset(tmp_path / "reports", f"folder:{folder}")
+    earlier = dict(first[0], submission="another", bit_identical="5/5")       # an earlier verify of another run
+    write_csv(path, first + [earlier])
+    again = verify_dataset(tmp_path / "reports", f"folder:{folder}", ["jpeg"])
+    stored = read_csv(path)
+    assert [r["submission"] for r in stored] == ["another"] + ["jpeg"] * len(again)
+    assert stored[0]["bit_identical"] == "5/5"

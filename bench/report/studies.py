@@ -89,8 +89,13 @@ def csv_html(csv_path: Path) -> str:
 
 # ----------------------------------------------------------------------------- model count
 def model_count_html(csv_path: Path) -> str:
-    """The table as an HTML fragment for the dataset's report page."""
+    """The tables (one per submission) as an HTML fragment for the dataset's report page."""
     df = pd.read_csv(csv_path)
+    parts = [_model_count_table(str(name), g) for name, g in df.groupby("submission", sort=True)]
+    return "".join(parts) + files_html(_siblings(csv_path))
+
+
+def _model_count_table(name: str, df: pd.DataFrame) -> str:
     targets = sorted(df["target_bpp"].unique())
     head = "".join(f'<th class="num">{t:g} bpp</th>' for t in targets)
     body = []
@@ -102,11 +107,10 @@ def model_count_html(csv_path: Path) -> str:
                          f'{r["bpp"]:.4f} bpp<span class="sub">{html.escape(str(r["models_used"]))}</span></td>'
                          if r["status"] == "ok" else "<td>infeasible</td>")
         body.append(f'<tr><td class="name s1">{k}</td>{"".join(cells)}</tr>')
-    name = html.escape(str(df["submission"].iloc[0]))
-    return (f"<p>{name}: the best subset of <i>k</i> of its models at each target, the model chosen per image "
-            "under the CLIC budget (MS-SSIM, MS-SSIM in dB; PSNR; bpp; models used). k = 1 is one model for "
-            f'every image.</p><div class="scroll"><table class="data"><thead><tr><th class="s1">models</th>{head}'
-            f'</tr></thead><tbody>{"".join(body)}</tbody></table></div>' + files_html(_siblings(csv_path)))
+    return (f"<p>{html.escape(name)}: the best subset of <i>k</i> of its models at each target, the model chosen "
+            "per image under the CLIC budget (MS-SSIM, MS-SSIM in dB; PSNR; bpp; models used). k = 1 is one "
+            f'model for every image.</p><div class="scroll"><table class="data"><thead><tr><th class="s1">models'
+            f'</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
 
 
 # ----------------------------------------------------------------------------- ablation

@@ -90,11 +90,18 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 
 def write_model_count(df: pd.DataFrame, dataset_dir: Path) -> tuple[Path, Path]:
-    from bench.results import write_csv
+    """The dataset's model-count files with this submission's table replacing its old one;
+    other submissions' tables stay (one study, a table per submission)."""
+    from bench.results import read_csv, write_csv
 
     csv_path, md_path = dataset_dir / MODEL_COUNT_CSV, dataset_dir / "model_count.md"
-    write_csv(csv_path, df.to_dict("records"), COLUMNS)
-    md_path.write_text(f"# {df['submission'].iloc[0]} on {df['dataset'].iloc[0]}: models allowed per image\n\n"
+    names = set(df["submission"].astype(str))
+    kept = [r for r in read_csv(csv_path) if r.get("submission") not in names]
+    write_csv(csv_path, kept + df.to_dict("records"), COLUMNS)
+    every = pd.read_csv(csv_path)
+    parts = [f"## {name}\n\n" + to_markdown(g) for name, g in every.groupby("submission", sort=True)]
+    md_path.write_text(f"# Models allowed per image on {df['dataset'].iloc[0]}\n\n"
                        "Best subset of k models at each target (CLIC budget, MS-SSIM objective); "
-                       "[models used]. Written by `python -m bench model-count`.\n\n" + to_markdown(df))
+                       "[models used]. Written by `python -m bench model-count`, one table per submission.\n\n"
+                       + "\n".join(parts))
     return csv_path, md_path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bench.report import build_report
@@ -47,6 +48,15 @@ def test_more_models_never_worse_and_one_model_is_the_shared_policy(subs, image_
     assert "| 5 |" in md_path.read_text()
     page = build_report(reports / "imgs")["html"].read_text()
     assert "Models per image" in page
+    # another submission's table joins the file; writing one again replaces only its own rows
+    other = df.assign(submission="other", msssim=df["msssim"] - 0.01)
+    write_model_count(other, reports / "imgs")
+    write_model_count(df, reports / "imgs")
+    stored = pd.read_csv(csv_path)
+    assert sorted(stored["submission"].unique()) == ["five", "other"] and len(stored) == 2 * len(df)
+    assert "## five" in md_path.read_text() and "## other" in md_path.read_text()
+    page = build_report(reports / "imgs")["html"].read_text()
+    assert "five: the best subset" in page and "other: the best subset" in page
 
 
 def test_counts_beyond_the_models_are_refused(subs, image_folder, tmp_path):
