@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -62,7 +61,7 @@ def test_a_file_says_which_kind_of_device_coded_it_and_decodes_only_there():
     flagged = pack(c.model_id, c.height, c.width, list(c.streams), c.variant | CUDA_CODED)
     with pytest.raises(DeviceMismatch, match="coded with its networks on cuda.*--device cuda"):
         codec.decode(flagged)
-    assert np.array_equal(codec.decode(data), codec.decode(data))
+    assert codec.decode(data).shape == img.shape          # the unflagged file decodes here
 
 
 def test_verify_refuses_rows_coded_on_a_gpu_this_machine_lacks(jpeg_run, capsys):
@@ -88,10 +87,12 @@ def test_the_network_clock_times_the_modules_not_the_rest():
             return x
 
     slow = Slow()
+    t0 = time.perf_counter()
     with network_clock([slow], "cpu") as spent:
         slow(torch.zeros(1))
         time.sleep(0.05)                                  # outside the module: not counted
-    assert 0.05 <= spent[0] < 0.09
+    total = time.perf_counter() - t0
+    assert 0.05 <= spent[0] <= total - 0.05
 
 
 # ----------------------------------------------------------------------------- CUDA only

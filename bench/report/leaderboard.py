@@ -284,8 +284,7 @@ def bd_summary(runs: list[Run], anchor: str, max_bpp: float | None = None,
         return []
     out = []
     for name, rd in records.items():
-        row: dict = {"submission": name, "points": len(rd),
-                     "estimated": sum(1 for r in rd if is_num(r.get("estimated")) and r["estimated"] > 0)}
+        row: dict = {"submission": name, "points": len(rd), "estimated": estimated_points(pd.DataFrame(rd))}
         for m in metrics:
             row[f"{m}_bd"], row[f"{m}_overlap"] = _bd(usable_curve(records[anchor], m), usable_curve(rd, m))
         out.append(row)
