@@ -12,7 +12,7 @@ PROBE ?= none
 SCHEDULER ?=
 DEVICE ?= cpu
 
-.PHONY: setup bench test train report list benchmark load profile regress ablation gating gpu-check
+.PHONY: setup bench test train report list benchmark load profile regress ablation ladder gating gpu-check
 
 setup: .venv/.installed
 
@@ -47,6 +47,11 @@ A ?= noise_hyperprior
 B ?= sth_hyperprior
 ablation: setup  ## native-rate table + BD-rate of B vs A; reports/$(DATASET)/ablation_A_vs_B.*
 	$(PY) -m bench ablation $(A) $(B) --dataset $(DATASET)
+
+# ladder: the 3-D context model's ablation, rung by rung (each rung needs `make bench SUBMISSION=<rung>` first)
+RUNGS ?= context2d_gaussian context3d_gaussian context3d_gmm_plain context3d_gmm
+ladder: setup  ## BD-rates vs the first rung and noise_hyperprior, MACs, seconds; reports/$(DATASET)/ablation_context3d.*
+	$(PY) -m bench ladder $(RUNGS) --reference noise_hyperprior --name context3d --dataset $(DATASET)
 
 # gating: the ECG seed's table, gated vs dense variable-rate model at 8 λ (codes through the runs' caches)
 gating: setup  ## ECG vs BM: quality drop, MAC reduction, sparsity, unused weights; reports/$(DATASET)/gating_*

@@ -179,6 +179,20 @@ def cmd_ablation(args) -> int:
     return 0
 
 
+def cmd_ladder(args) -> int:
+    from bench.data import open_dataset
+    from bench.report import build_report
+    from bench.studies.ladder import ladder, to_markdown, write_ladder
+
+    dataset_dir = Path(args.reports) / open_dataset(args.dataset).name
+    res = ladder(dataset_dir, args.rungs, args.reference, args.name)
+    print(to_markdown(res))
+    for path in write_ladder(res, dataset_dir):
+        print(f"wrote {path}")
+    build_report(dataset_dir)
+    return 0
+
+
 def cmd_gating(args) -> int:
     from bench.data import open_dataset
     from bench.report import build_report
@@ -301,6 +315,14 @@ def _add_studies(sp) -> None:
     _dataset(ab)
     _reports(ab)
     ab.set_defaults(fn=cmd_ablation)
+    la = sp.add_parser("ladder", help="an ablation ladder (each submission adds one thing to the one before): "
+                                      "native rates, BD-rates vs the first rung and a reference, MACs, seconds")
+    la.add_argument("rungs", nargs="+", help="the submissions, first rung first (each needs a stored run)")
+    la.add_argument("--reference", default="noise_hyperprior", help="a second baseline for the BD-rates")
+    la.add_argument("--name", required=True, help="names the files: ablation_<name>.{csv,json,md}")
+    _dataset(la)
+    _reports(la)
+    la.set_defaults(fn=cmd_ladder)
     ga = sp.add_parser("gating", help="gated (ECG) vs dense variable-rate model at n λ: quality drop, MAC "
                                       "reduction, sparsity per layer, unused weights, masked vs gathered decode time")
     ga.add_argument("gated", nargs="?", default="ecg_hyperprior")

@@ -27,15 +27,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.codec import BitstreamError, Estimate
+from bench.codec import BitstreamError, Complexity, Estimate
 from bench.container import pack, unpack, uvarint
-from bench.codecs.learned import HyperpriorCodec, latent_shape, likelihood_bits, load_weights, to_image, to_tensor
+from bench.codecs.learned import PAD, HyperpriorCodec, latent_shape, likelihood_bits, load_weights, to_image, to_tensor
 from bench.limits import is_out_of_memory
 from bench.models.context3d import Context3D, build_context_model, mixture_at
 
 MAX_SUPPORT = 1024        # symbols per element; y of the trained models spans well under ±100
 Y_RANGE_BYTES = 2          # the y stream's range header: two one-byte varints for a trained model's span
 PMF_TOTAL = 1 << 24       # integer pmfs sum to about this (constriction's range coder: 24-bit probabilities)
+Y_STRIDE = 16             # g_a downsamples by 2^4: one serial-loop position per 16×16 pixels
+#: What the MAC count leaves out, named in the leaderboard's uncounted column.
+PMF_NOT_COUNTED = "pmf: K Gaussian CDFs per symbol of the range, float64 numpy, per element"
 
 
 # --------------------------------------------------------------------------- the pmf
@@ -145,6 +148,26 @@ def decode_y(model: Context3D, hyper: torch.Tensor, stream: bytes) -> torch.Tens
     return model.serial_pass(hyper, values)
 
 
+class _OnePosition(nn.Module):
+    """The serial loop's body for fvcore: every group's parameters at one position, from a
+    5×5 neighbourhood of y and the position's hyperprior features."""
+
+    def __init__(self, model: Context3D) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, y_pad: torch.Tensor, hyper: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.model.params_at(i, y_pad, hyper, 0, 0) for i in range(len(self.model.groups))])
+
+
+def serial_position_cost(model: Context3D):
+    """MACs (fvcore, with the project's handles) of one position of :meth:`Context3D.serial_pass`:
+    each group's causal context taps and parameter estimator, as the coder computes them."""
+    from bench.complexity import count
+
+    return count(_OnePosition(model).eval(), torch.zeros(1, model.M, 5, 5), torch.zeros(1, model.M, 1, 1))
+
+
 def _context_model(meta: dict) -> Context3D:
     return build_context_model(meta["arch"], int(meta["N"]), int(meta["M"]))
 
@@ -218,6 +241,24 @@ class Context3DCodec(HyperpriorCodec):
             raise BitstreamError(f"entropy decoding failed: {type(e).__name__}: {e}") from None
         self._last |= {"dec_coder_s": t1 - t0, "dec_net_s": time.perf_counter() - t1}
         return to_image(x_hat, c.height, c.width)
+
+    def complexity(self, point: Any, height: int, width: int) -> Complexity:
+        """The hyperprior's parts (fvcore, on the padded size) plus the serial loop, which both
+        sides run: the encoder computes the same distributions the decoder does."""
+        from bench.complexity import decoder_bytes, encoder_decoder_macs, hyperprior_costs, parameter_count
+
+        model_id, model = self._for_point(point)
+        hp, wp = height + (-height) % PAD, width + (-width) % PAD
+        key = ("complexity", model_id, hp, wp)
+        if key not in self._costs:
+            parts = hyperprior_costs(model, hp, wp)
+            enc, dec = encoder_decoder_macs(parts)
+            loop = serial_position_cost(model)
+            serial = loop.macs * (hp // Y_STRIDE) * (wp // Y_STRIDE)
+            uncounted = sorted({op for c in [*parts.values(), loop] for op in c.uncounted} | {PMF_NOT_COUNTED})
+            self._costs[key] = Complexity(model_id, enc + serial, dec + serial, parameter_count(model),
+                                          decoder_bytes(model.state_dict(), ("groups.",)), tuple(uncounted))
+        return self._costs[key]
 
     def versions(self) -> dict[str, str]:
         return super().versions() | {"constriction": version("constriction"), "y_pmf_total": str(PMF_TOTAL)}

@@ -154,6 +154,54 @@ def ablation_html(csv_path: Path) -> Study:
     return Study(title, intro + table_html(cols, rows, sticky=1, groups=groups) + _bd_lines(res, a, b) + files, [a, b])
 
 
+# ----------------------------------------------------------------------------- ablation ladder
+LADDER_COLUMNS = [Column("rung", "rung", integer), Column("submission", "submission", numeric=False),
+                  Column("bd_first_msssim_db", "MS-SSIM dB", percent, "min"), Column("bd_first_psnr", "PSNR", percent, "min"),
+                  Column("bd_ref_msssim_db", "MS-SSIM dB", percent, "min"), Column("bd_ref_psnr", "PSNR", percent, "min"),
+                  Column("params", "parameters", integer), Column("enc_kmac_px", "enc", fixed(1)),
+                  Column("dec_kmac_px", "dec", fixed(1)), Column("enc_s", "enc", fixed(2)), Column("dec_s", "dec", fixed(2))]
+LADDER_MODEL_COLUMNS = [Column("rung", "rung", integer), Column("submission", "submission", numeric=False),
+                        Column("model", "model", numeric=False), Column("bpp", "bpp", fixed(4)),
+                        Column("msssim", "MS-SSIM", fixed(4)), Column("msssim_db", "MS-SSIM dB", fixed(2)),
+                        Column("psnr", "PSNR dB", fixed(2)), Column("enc_s", "enc s", fixed(2)),
+                        Column("enc_coder_s", "of it coder", fixed(2)), Column("dec_s", "dec s", fixed(2)),
+                        Column("dec_coder_s", "of it coder", fixed(2))]
+
+
+def _plain_rows(cols: list[Column], rows: list[dict]) -> list[Row]:
+    return [Row([Cell(c.fmt(r.get(c.key)), "num", sort=number(r.get(c.key))) if c.numeric
+                 else Cell(text_or_dash(r.get(c.key)), "name", sort=str(r.get(c.key, ""))) for c in cols]) for r in rows]
+
+
+def ladder_html(csv_path: Path) -> Study:
+    """An ablation ladder (``bench ladder``): per rung the BD-rates against the first rung and the
+    reference, parameters, MACs and seconds; the verdict; every model's native point."""
+    res = _read_json(csv_path.with_suffix(".json"))
+    name = csv_path.stem.removeprefix(ABLATION_PREFIX + "_")
+    title = f"Ablation ladder: {name}"
+    files = files_html(_siblings(csv_path, ".json", ".md"))
+    if not res or not isinstance(res.get("summary"), list) or not isinstance(res.get("models"), list):
+        return Study(title, csv_html(csv_path) + files)
+    e = html.escape
+    first, ref = e(str(res["rungs"][0])), e(str(res.get("reference")))
+    summary = res["summary"]
+    adds = "".join(f"<li><code>{e(str(r['submission']))}</code>: {e(str(r.get('adds', '')))}</li>"
+                   for r in summary)
+    sizes = ", ".join(sorted({str(r.get("image_size")) for r in summary}))
+    uncounted = "; ".join(sorted({str(r["uncounted"]) for r in summary if r.get("uncounted")})) or "nothing"
+    intro = (f"<p>Each rung adds one thing to the one before (same recipe, budget and warm starts):</p>"
+             f"<ol>{adds}</ol><p>BD-rates over each submission's models at their native rates (every "
+             f"image at that model), negative: fewer bits for the same quality. MACs on a {e(sizes)} image, serial "
+             f"loops counted on both sides; not counted: {e(uncounted)}. Seconds per image, one thread.</p>")
+    groups = [("", 2), (f"BD-rate vs {first}", 2), (f"BD-rate vs {ref}", 2), ("", 1), ("kMAC/px", 2), ("s per image", 2)]
+    body = (intro + table_html(LADDER_COLUMNS, _plain_rows(LADDER_COLUMNS, summary), sticky=2, groups=groups)
+            + f"<p><b>{e(str(res.get('verdict', '')))}</b></p>"
+            + f"<details><summary>Every model at its native rate ({len(res['models'])})</summary>"
+            + table_html(LADDER_MODEL_COLUMNS, _plain_rows(LADDER_MODEL_COLUMNS, res["models"]), sticky=3)
+            + "</details>" + files)
+    return Study(title, body, [str(r["submission"]) for r in summary] + [str(res.get("reference"))])
+
+
 # ----------------------------------------------------------------------------- gating
 GATING_GROUPS = [("", 1), ("bpp", 2), ("PSNR dB", 3), ("MS-SSIM", 3), ("MAC reduction", 3), ("kMAC/px dense", 2),
                  ("kMAC/px gated", 2), ("decode s", 3), ("masked vs gathered: values differing", 2)]
@@ -305,8 +353,8 @@ def study_sections(dataset_dir: Path, runs: set[str], skipped: dict[str, str],
         df_sub = pd.read_csv(dataset_dir / MODEL_COUNT_CSV, usecols=["submission"])["submission"]
         studies.append(Study("Models per image", model_count_html(dataset_dir / MODEL_COUNT_CSV),
                              [str(x) for x in df_sub.dropna().unique()]))
-    for path in sorted(dataset_dir.glob(f"{ABLATION_PREFIX}_*_vs_*.csv")):
-        studies.append(ablation_html(path))
+    for path in sorted(dataset_dir.glob(f"{ABLATION_PREFIX}_*.csv")):
+        studies.append(ablation_html(path) if "_vs_" in path.stem else ladder_html(path))
     for path in sorted(dataset_dir.glob(f"{GATING_PREFIX}_*_vs_*.csv")):
         if not path.stem.endswith(LAYERS_SUFFIX):
             studies.append(gating_html(path))
@@ -316,5 +364,5 @@ def study_sections(dataset_dir: Path, runs: set[str], skipped: dict[str, str],
     return [(st.title, _no_run_note(st.subjects, runs, skipped) + st.html) for st in studies], named
 
 
-__all__ = ["MODEL_COUNT_CSV", "VERIFY_CSV", "Study", "ablation_html", "csv_html", "gating_html", "model_count_html",
+__all__ = ["MODEL_COUNT_CSV", "VERIFY_CSV", "Study", "ablation_html", "csv_html", "gating_html", "ladder_html", "model_count_html",
            "study_sections", "verify_html"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Iterable
 
 from bench.rd import bd_rate, overlap_share, usable_curve
 from bench.results import read_csv, write_csv
@@ -24,7 +25,8 @@ def _model(point: str) -> str:
     return str(point).rsplit("/", 1)[-1]
 
 
-def _load(dataset_dir: Path, name: str, file: str) -> list[dict]:
+def load_run_file(dataset_dir: Path, name: str, file: str) -> list[dict]:
+    """A stored run's CSV (``rd.csv``, ``rows.csv``), or an error that says which run to do."""
     path = Path(dataset_dir) / "runs" / name / file
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `python -m bench run -s {name} -d {Path(dataset_dir).name}` "
@@ -32,10 +34,25 @@ def _load(dataset_dir: Path, name: str, file: str) -> list[dict]:
     return read_csv(path)
 
 
+def bd_rates(rd_a: Iterable[dict], rd_b: Iterable[dict]) -> dict[str, dict[str, float]]:
+    """BD-rate (percent; negative: ``b`` needs fewer bits) of the second RD curve against the
+    first, in MS-SSIM dB and PSNR, with the overlap of their quality ranges; NaN where the
+    curves have fewer than two usable points or do not overlap."""
+    rd_a, rd_b = list(rd_a), list(rd_b)
+    bd = {}
+    for metric in ("msssim_db", "psnr"):
+        ca, cb = usable_curve(rd_a, metric), usable_curve(rd_b, metric)
+        if len(ca) >= 2 and len(cb) >= 2 and overlap_share(ca, cb) > 0:
+            bd[metric] = {"bd_rate_pct": bd_rate(ca, cb), "overlap": overlap_share(ca, cb)}
+        else:
+            bd[metric] = {"bd_rate_pct": math.nan, "overlap": 0.0}
+    return bd
+
+
 def ablation(dataset_dir: Path, a: str, b: str) -> dict:
     """Per-model pairs, BD-rates (percent; negative: ``b`` needs fewer bits) and leaderboard rows."""
-    rd_a = {_model(r["point"]): r for r in _load(dataset_dir, a, "rd.csv")}
-    rd_b = {_model(r["point"]): r for r in _load(dataset_dir, b, "rd.csv")}
+    rd_a = {_model(r["point"]): r for r in load_run_file(dataset_dir, a, "rd.csv")}
+    rd_b = {_model(r["point"]): r for r in load_run_file(dataset_dir, b, "rd.csv")}
     common = [m for m in rd_a if m in rd_b]
     if not common:
         raise ValueError(f"{a} and {b} share no model names ({sorted(rd_a)} vs {sorted(rd_b)})")
@@ -48,14 +65,8 @@ def ablation(dataset_dir: Path, a: str, b: str) -> dict:
         row |= {"d_bpp_pct": 100 * (row["b_bpp"] / row["a_bpp"] - 1), "d_msssim": row["b_msssim"] - row["a_msssim"],
                 "d_psnr": row["b_psnr"] - row["a_psnr"]}
         pairs.append(row)
-    bd = {}
-    for metric in ("msssim_db", "psnr"):
-        ca, cb = usable_curve(rd_a.values(), metric), usable_curve(rd_b.values(), metric)
-        if len(ca) >= 2 and len(cb) >= 2 and overlap_share(ca, cb) > 0:
-            bd[metric] = {"bd_rate_pct": bd_rate(ca, cb), "overlap": overlap_share(ca, cb)}
-        else:
-            bd[metric] = {"bd_rate_pct": math.nan, "overlap": 0.0}
-    rows = [r for name in (a, b) for r in _load(dataset_dir, name, "rows.csv")]
+    bd = bd_rates(rd_a.values(), rd_b.values())
+    rows = [r for name in (a, b) for r in load_run_file(dataset_dir, name, "rows.csv")]
     return {"a": a, "b": b, "pairs": pairs, "bd": bd, "rows": rows}
 
 

@@ -19,6 +19,7 @@ from PIL import Image as PILImage
 from bench.codec import BitstreamError
 from bench.codecs.context3d import Context3DCodec, quantised_pmf
 from bench.codecs.learned import to_image, to_tensor
+from bench.complexity import encoder_decoder_macs, hyperprior_costs
 from bench.container import pack, unpack
 from bench.models.context3d import CONTEXT_ARCHS, Context3D, build_context_model, mixture_likelihood, warm_start
 from bench.paths import REPO_ROOT, SHARED_DATA_DIR, SUBMISSIONS_DIR
@@ -287,3 +288,28 @@ def test_the_estimate_gives_the_decoded_image_and_the_file_size_closely(codec):
         # which the real coder cuts off (a trained model's estimate is within ~1 %: measured
         # −0.6 % and −1.1 % on two 256² Kodak crops with the first l2 export)
         assert abs(est.bytes / len(data) - 1) < 0.25, (est.bytes, len(data))
+
+
+def _serial_macs_by_hand(model: Context3D) -> int:
+    """One loop position: each group's causal taps (in × out × 13) and its estimator's 1×1 layers."""
+    total = 0
+    for g in model.groups:
+        conv = g.context
+        total += conv.out_channels * conv.in_channels * (2 * 5 + 2 + 1)
+        layers = [*g.estimator.stack, *(g.estimator.residual or [])]
+        total += sum(layer.in_channels * layer.out_channels for layer in layers if isinstance(layer, torch.nn.Conv2d))
+    return total
+
+
+def test_complexity_counts_the_serial_loop_on_both_sides(codec):
+    """The leaderboard's MACs for a context model: the hyperprior's networks plus, on each side,
+    one loop body per y position (a 67×131 image pads to 128×192: 8×12 positions)."""
+    for point, model in zip(["m0", "m1", "m2"], codec.models):
+        c = codec.complexity(point, 67, 131)
+        serial = _serial_macs_by_hand(model) * 8 * 12
+        enc, dec = encoder_decoder_macs(hyperprior_costs(model, 128, 192))
+        assert (c.enc_macs, c.dec_macs) == (enc + serial, dec + serial)
+        assert c.params == sum(p.numel() for p in model.parameters())
+        assert any(op.startswith("pmf") for op in c.uncounted)
+    k1, k3 = codec.complexity("m1", 67, 131), codec.complexity("m0", 67, 131)
+    assert k3.enc_macs > k1.enc_macs          # the mixture and RPE cost more per position
