@@ -273,6 +273,34 @@ def _layers_html(layers: list[dict]) -> str:
             f"</summary>{table_html(LAYER_COLUMNS, rows, sticky=1)}</details>")
 
 
+def _span_text(v: object, d: int, unit: str) -> str:
+    if not isinstance(v, (list, tuple)) or len(v) != 2 or number(v[0]) is None or number(v[1]) is None:
+        return DASH
+    return f"{number(v[0]):.{d}f}–{number(v[1]):.{d}f}{unit}"
+
+
+def _seed_html(cmp: object) -> str:
+    """The seed's ScaleHyperprior row beside ours (same columns) and one verdict per claim."""
+    if not isinstance(cmp, dict) or not all(isinstance(cmp.get(k), dict) for k in ("seed", "ours")):
+        return ""
+    e = html.escape
+    head = "".join(f"<th>{h}</th>" for h in ("row", "distortion", "qualities", "MAC reduction, all", "encoder",
+                                              "decoder", "PSNR drop", "sparsity", "storage saving"))
+    body = "".join(
+        f"<tr><td>{e(str(r.get('source', '')))}</td><td>{e(str(r.get('distortion', '')))}</td>"
+        f'<td class="num">{integer(r.get("qualities"))}</td>'
+        f'<td class="num">{_span_text(r.get("reduction_all"), 2, "×")}</td>'
+        f'<td class="num">{_span_text(r.get("reduction_enc"), 2, "×")}</td>'
+        f'<td class="num">{_span_text(r.get("reduction_dec"), 2, "×")}</td>'
+        f'<td class="num">{_span_text(r.get("psnr_drop_pct"), 2, " %")}</td>'
+        f'<td class="num">{fixed(2)(r.get("sparsity"))}</td><td class="num">{fixed(0)(r.get("storage_saving_pct"))} %</td></tr>'
+        for r in (cmp["seed"], cmp["ours"]))
+    verdicts = "".join(f"<li>{e(str(v.get('text', '')))}: <b>{'met' if v.get('met') else 'not met'}</b></li>"
+                       for v in cmp.get("verdicts") or [] if isinstance(v, dict))
+    return (f"<h3>Beside the seed's ScaleHyperprior row</h3><div class=\"scroll\"><table class=\"data\"><thead><tr>{head}"
+            f"</tr></thead><tbody>{body}</tbody></table></div><ul>{verdicts}</ul>")
+
+
 def gating_html(csv_path: Path) -> Study:
     """A gated model against its dense twin per λ (rate, quality, MACs, decode time), the summary
     and the per-layer activity (from the JSON)."""
@@ -290,7 +318,7 @@ def gating_html(csv_path: Path) -> Study:
              f"{html.escape(str(s.get('images', '?')))} images.</p>")
     layers = _layers_html(res["layers"]) if isinstance(res.get("layers"), list) and res["layers"] else ""
     return Study(title, intro + _gating_summary(s) + table_html(cols, rows, sticky=1, groups=GATING_GROUPS)
-                 + _gating_method(s) + layers + files, [gated, dense])
+                 + _gating_method(s) + _seed_html(res.get("seed")) + layers + files, [gated, dense])
 
 
 # ----------------------------------------------------------------------------- verify

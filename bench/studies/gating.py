@@ -29,13 +29,15 @@ from bench.metrics import aggregate
 from bench.paths import REPORTS_DIR, SUBMISSIONS_DIR
 from bench.rd import bd_rate, overlap_share, usable_curve
 from bench.results import write_csv, write_json
+from bench.studies.gating_seed import side_by_side
+from bench.studies.gating_seed import to_markdown as seed_markdown
 
 COLUMNS = ["lmbda", "dense_bpp", "gated_bpp", "dense_psnr", "gated_psnr", "psnr_drop_pct", "dense_msssim",
            "gated_msssim", "msssim_drop", "dense_enc_kmac_px", "dense_dec_kmac_px", "gated_enc_kmac_px",
            "gated_dec_kmac_px", "enc_reduction", "dec_reduction", "total_reduction", "dec_s_masked",
            "dec_s_gathered", "dec_speedup", "identical", "values_differing", "max_abs_diff", "synth_values_differing",
            "synth_max_abs_diff"]
-LAYER_COLUMNS = ["layer", "in_channels", "active_min_lmbda", "active_mid_lmbda", "active_max_lmbda", "active_mean",
+LAYER_COLUMNS = ["layer", "in_channels", "gated", "active_min_lmbda", "active_mid_lmbda", "active_max_lmbda", "active_mean",
                  "never_active", "weights", "weights_never_used"]
 
 
@@ -151,7 +153,7 @@ def _layer_rows(model, active: dict, union: dict, lmbdas: list[float]) -> list[d
         never = int((~union[gate]).sum()) if gate in union else 0
         # an ungrouped Conv2d or ConvTranspose2d holds weight.numel() / C_in weights per input channel
         unused = never * module.weight.numel() // in_channels if never else 0
-        rows.append({"layer": layer, "in_channels": in_channels,
+        rows.append({"layer": layer, "in_channels": in_channels, "gated": gate in union,
                      "active_min_lmbda": float(np.mean(by_lm[lo])), "active_mid_lmbda": float(np.mean(by_lm[mid])),
                      "active_max_lmbda": float(np.mean(by_lm[hi])),
                      "active_mean": float(np.mean([v for vs in by_lm.values() for v in vs])),
@@ -217,7 +219,16 @@ def gating_table(gated: str, dense: str, dataset: str = "kodak", n_lambdas: int 
                "storage_saving_pct": 100 * unused / params,
                "device": recs["gated"][requests[0]]["device"], "timing_threads": _torch_threads(),
                "claim_2x_at_1pct": all(r["total_reduction"] >= 2 and r["psnr_drop_pct"] <= 1 for r in rows)}
-    return {"rows": rows, "layers": layers, "summary": summary}
+    res = {"rows": rows, "layers": layers, "summary": summary}
+    return res | {"seed": side_by_side(res, _distortion(g_runner.sub.root))}
+
+
+def _distortion(root: Path) -> str:
+    """The distortion the gated submission was trained on (its recipe's), as the seed's row names it."""
+    from bench.train.recipe import load_recipe
+
+    recipe = root / "train.toml"
+    return load_recipe(recipe).loss.distortion if recipe.exists() else "unknown (no train.toml)"
 
 
 def _differing(n: int, largest: int) -> str:
@@ -254,6 +265,7 @@ def to_markdown(res: dict) -> str:
             f"{s['params']:,} parameters ({s['storage_saving_pct']:.1f}% storage saving)",
             f"- The seed's claim (≥ 2× fewer MACs at ≤ 1% PSNR drop, at every λ): "
             f"{'met' if s['claim_2x_at_1pct'] else 'not met'}",
+            "", "## Beside the seed's ScaleHyperprior row", "", seed_markdown(res["seed"]) if "seed" in res else "",
             "", "| layer | C_in | active at λ min / mid / max | mean | channels never active | weights never used |",
             "|---|---|---|---|---|---|"]
     for r in res["layers"]:
