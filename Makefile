@@ -12,7 +12,7 @@ PROBE ?= none
 SCHEDULER ?=
 DEVICE ?= cpu
 
-.PHONY: setup bench test train report list benchmark load profile regress ablation ladder gating gpu-check
+.PHONY: setup bench test train report list benchmark load profile regress ablation ladder gating gpu-check costs
 
 setup: .venv/.installed
 
@@ -74,6 +74,9 @@ profile: setup  ## one job per codec kind split into network, coder, file, metri
 
 gpu-check: setup  ## on a GPU machine: the CUDA tests, cpu vs cuda runs, verify, cross-device refusal; reports/load/GPU_CHECK.md
 	$(PY) benchmarks/gpu_check.py
+
+costs: setup  ## what each stored run cost (wall time, jobs coded, estimates), per dataset; reports/load/run_costs.md
+	$(PY) benchmarks/run_costs.py
 
 load: setup  ## throughput on full Kodak + CLIC 2025 with JOBS=1 and 2 (LIMIT=N for a quick look); reports/load/
 	$(PY) benchmarks/load.py $(if $(LIMIT),--limit $(LIMIT))
