@@ -89,14 +89,15 @@ class Runner:
 
     def estimate(self, requests: list[tuple[str, Any]]) -> list[dict]:
         """Estimated records for the requested pairs (:func:`bench.job.probe`: one network pass,
-        no file), cached in ``estimates.jsonl`` and computed in this process; pairs the codec
-        cannot estimate are evaluated for real. A failed estimate is a failed job."""
+        no file), cached in ``estimates.jsonl`` and computed in this process, one at a time with
+        all the cores' threads; pairs the codec cannot estimate are evaluated for real. A failed
+        estimate is a failed job."""
         out, real = [], []
         for i, p in dict.fromkeys(requests):
             im = self.images[i]
             rec = self.cached_estimate(i, p)
             if rec is None:
-                rec = safe_execute(self.sub, self.content_hash, Job(im, p, Path()), default_threads(self.jobs),
+                rec = safe_execute(self.sub, self.content_hash, Job(im, p, Path()), default_threads(1),
                                    fn=probe, device=self.device)
                 if isinstance(rec, BaseException):
                     self._failed(i, p, rec)
