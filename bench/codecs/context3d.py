@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import constriction
 import numpy as np
@@ -32,6 +32,9 @@ from bench.container import pack, unpack, uvarint
 from bench.codecs.learned import PAD, HyperpriorCodec, latent_shape, likelihood_bits, load_weights, to_image, to_tensor
 from bench.limits import is_out_of_memory
 from bench.models.context3d import Context3D, build_context_model, mixture_at
+
+if TYPE_CHECKING:
+    from bench.complexity import PartCost
 
 MAX_SUPPORT = 1024        # symbols per element; y of the trained models spans well under ±100
 Y_RANGE_BYTES = 2          # the y stream's range header: two one-byte varints for a trained model's span
@@ -160,7 +163,7 @@ class _OnePosition(nn.Module):
         return torch.cat([self.model.params_at(i, y_pad, hyper, 0, 0) for i in range(len(self.model.groups))])
 
 
-def serial_position_cost(model: Context3D):
+def serial_position_cost(model: Context3D) -> PartCost:
     """MACs (fvcore, with the project's handles) of one position of :meth:`Context3D.serial_pass`:
     each group's causal context taps and parameter estimator, as the coder computes them."""
     from bench.complexity import count

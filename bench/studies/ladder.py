@@ -49,21 +49,22 @@ def _size(records: list[dict]) -> tuple[int, int]:
     return Counter((int(r["height"]), int(r["width"])) for r in records).most_common(1)[0][0]
 
 
-def _model_rows(rung: int, sub_name: str, codec, rd: list[dict], records: list[dict]) -> list[dict]:
-    """One row per model at its native rate, with its complexity on the set's common size."""
+def _model_rows(rung: int, sub_name: str, codec, rd: list[dict], records: list[dict]) -> tuple[list[dict], set[str]]:
+    """One row per model at its native rate, with its complexity on the set's common size, and
+    what the MAC counts left out."""
     height, width = _size(records)
-    rows = []
+    rows, uncounted = [], set()
     for r in sorted(rd, key=lambda r: float(r["bpp"])):
         at = [x for x in records if str(x["point"]) == str(r["point"])]
         c = codec.complexity(r["point"], height, width)
+        uncounted |= set(c.uncounted) if c else set()
         rows.append({"rung": rung, "submission": sub_name, "model": r["point"],
                      **{k: float(r[k]) for k in ("bpp", "msssim", "msssim_db", "psnr")},
                      **{k: _mean([x.get(k) for x in at]) for k in TIMES},
                      "params": c.params if c else None,
                      "enc_kmac_px": c.enc_macs / (height * width) / 1e3 if c else None,
-                     "dec_kmac_px": c.dec_macs / (height * width) / 1e3 if c else None,
-                     "uncounted": c.uncounted if c else (), "image_size": f"{width}×{height}"})
-    return rows
+                     "dec_kmac_px": c.dec_macs / (height * width) / 1e3 if c else None})
+    return rows, uncounted
 
 
 def ladder(dataset_dir: Path, rungs: Sequence[str], reference: str, name: str,
@@ -78,15 +79,16 @@ def ladder(dataset_dir: Path, rungs: Sequence[str], reference: str, name: str,
     for i, sub_name in enumerate(rungs, 1):
         sub = get_submission(sub_name, Path(submissions_root))
         records = _run_records(dataset_dir / "runs" / sub_name)
-        own = _model_rows(i, sub_name, sub.make_codec(), rd[sub_name], records)
+        own, uncounted = _model_rows(i, sub_name, sub.make_codec(), rd[sub_name], records)
+        height, width = _size(records)
         models += own
         first, ref = bd_rates(rd[rungs[0]], rd[sub_name]), bd_rates(rd[reference], rd[sub_name])
         summary.append({"rung": i, "submission": sub_name, "adds": sub.description,
                         **{f"bd_first_{m}": first[m]["bd_rate_pct"] for m in first},
                         **{f"bd_ref_{m}": ref[m]["bd_rate_pct"] for m in ref},
                         **{k: _mean([m[k] for m in own]) for k in ("params", "enc_kmac_px", "dec_kmac_px", *TIMES)},
-                        "uncounted": "; ".join(sorted({op for m in own for op in m.pop("uncounted")})),
-                        "image_size": own[0]["image_size"], "images": len({x["image_id"] for x in records})})
+                        "uncounted": "; ".join(sorted(uncounted)),
+                        "image_size": f"{width}×{height}", "images": len({x["image_id"] for x in records})})
     return {"name": name, "dataset": dataset_dir.name, "rungs": list(rungs), "reference": reference,
             "models": models, "summary": summary, "verdict": verdict(summary)}
 

@@ -92,12 +92,10 @@ def to_markdown(df: pd.DataFrame) -> str:
 def write_model_count(df: pd.DataFrame, dataset_dir: Path) -> tuple[Path, Path]:
     """The dataset's model-count files with this submission's table replacing its old one;
     other submissions' tables stay (one study, a table per submission)."""
-    from bench.results import read_csv, write_csv
+    from bench.results import merge_rows, write_csv
 
     csv_path, md_path = dataset_dir / MODEL_COUNT_CSV, dataset_dir / "model_count.md"
-    names = set(df["submission"].astype(str))
-    kept = [r for r in read_csv(csv_path) if r.get("submission") not in names]
-    write_csv(csv_path, kept + df.to_dict("records"), COLUMNS)
+    write_csv(csv_path, merge_rows(csv_path, df.to_dict("records"), ("submission",)), COLUMNS)
     every = pd.read_csv(csv_path)
     parts = [f"## {name}\n\n" + to_markdown(g) for name, g in every.groupby("submission", sort=True)]
     md_path.write_text(f"# Models allowed per image on {df['dataset'].iloc[0]}\n\n"
