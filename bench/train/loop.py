@@ -4,7 +4,8 @@ the entropy bottleneck's auxiliary loss, resumable checkpoints and CSV logs.
 Variable-rate architectures (:mod:`bench.models.ecg`) draw one λ per sample, log-uniformly
 in the model's [λ_min, λ_max], and minimise mean_i(R_i + λ_i·D_i) + γ·Σ_n (α_n − α_t)²
 with per-sample rate and distortion; they are validated at λ_min, the geometric middle
-and λ_max, and start from a scale hyperprior's weights through ``init_from_hyperprior``.
+and λ_max, and start from a scale hyperprior's weights through ``init_from_hyperprior``, or
+from a variable-rate model over a narrower range through ``init_from_variable_rate``.
 
 A run's state lives in ``checkpoints/<submission>/<run>/`` (``last.pt`` with optimiser and
 RNG state, ``train.csv``, ``val.csv``); every save also exports fp16 weights and the logs to
@@ -28,6 +29,7 @@ from pytorch_msssim import ms_ssim
 from bench.complexity import DECODER_PARTS, ENCODER_PARTS, last_forward_costs
 from bench.models.context3d import build_context_model, warm_start
 from bench.models.ecg import build_variable_rate, init_from_hyperprior
+from bench.train.widen import init_from_variable_rate
 from bench.models.hyperprior import build_model, hard_forward
 from bench.paths import checkpoints_dir
 from bench.train.data import CropSampler, load_training_images
@@ -120,11 +122,11 @@ def _set_lr(opt: torch.optim.Optimizer, dropped: bool) -> float:
     return opt.param_groups[0]["lr"]
 
 
-def new_model(recipe: Recipe) -> torch.nn.Module:
-    """The untrained model a recipe describes."""
+def new_model(recipe: Recipe, run: RunSpec) -> torch.nn.Module:
+    """The untrained model a recipe's run trains."""
     m = recipe.model
     if m.variable_rate:
-        return build_variable_rate(m.arch, m.N, m.M, m.lmbda_min, m.lmbda_max)
+        return build_variable_rate(m.arch, m.N, m.M, *recipe.lambda_range(run))
     if m.context:
         return build_context_model(m.arch, m.N, m.M)
     return build_model(m.arch, m.N, m.M)
@@ -136,16 +138,16 @@ def rounded_forward(model: torch.nn.Module, x: torch.Tensor) -> dict:
     return own(x) if own is not None else hard_forward(model, x)
 
 
-def val_lambdas(recipe: Recipe) -> list[float]:
-    """λ values a variable-rate model is validated at: both ends and the geometric middle."""
-    lo, hi = recipe.model.lmbda_min, recipe.model.lmbda_max
+def val_lambdas(recipe: Recipe, run: RunSpec) -> list[float]:
+    """λ values a variable-rate run is validated at: both ends and the geometric middle."""
+    lo, hi = recipe.lambda_range(run)
     return [lo, math.sqrt(lo * hi), hi]
 
 
 def _variable_rate_loss(model, x: torch.Tensor, x_in: torch.Tensor, rh: int, rw: int, recipe: Recipe,
                         run: RunSpec, rng: random.Random) -> tuple[torch.Tensor, dict]:
     """mean_i(R_i + λ_i·D_i) + γ·Σ_n (α_n − α_t)², one log-uniform λ_i per sample."""
-    lo, hi = math.log(recipe.model.lmbda_min), math.log(recipe.model.lmbda_max)
+    lo, hi = (math.log(v) for v in recipe.lambda_range(run))
     lmbda = torch.tensor([math.exp(rng.uniform(lo, hi)) for _ in range(x.shape[0])])
     out = model(x_in, lmbda)
     bpp = sample_bits(out["likelihoods"]) / (rh * rw)
@@ -248,12 +250,12 @@ def validate(model, images: list[torch.Tensor], recipe: Recipe, run: RunSpec) ->
 
 
 @torch.no_grad()
-def validate_variable_rate(model, images: list[torch.Tensor], recipe: Recipe) -> list[dict]:
+def validate_variable_rate(model, images: list[torch.Tensor], recipe: Recipe, run: RunSpec) -> list[dict]:
     """One row per validation λ: rounded-latent loss, metrics and effective / dense MACs (as
     the codec runs it: eval mode, gated convs on active channels)."""
     model.eval()
     rows = []
-    for lmbda in val_lambdas(recipe):
+    for lmbda in val_lambdas(recipe, run):
         tot = dict.fromkeys(["loss", "bpp", "distortion", "msssim", "psnr", "eff_enc_frac", "eff_dec_frac"], 0.0)
         for img in images:
             x = _val_crop(img)
@@ -301,7 +303,8 @@ def _start(recipe: Recipe, run: RunSpec, model, opt, aux_opt, rng: random.Random
     if run.init:
         src = _resolve_init(recipe, run)
         if recipe.model.variable_rate:
-            left = init_from_hyperprior(model, load_state(src))
+            state = load_state(src)
+            left = (init_from_variable_rate if "bm.lmbda_min" in state else init_from_hyperprior)(model, state)
             print(f"[train] {recipe.submission}/{run.name} starts from {src}; {len(left)} tensors keep their "
                   f"initial values: {sorted({k.rsplit('.', 1)[0] for k in left})}")
         elif recipe.model.context:
@@ -369,7 +372,7 @@ def _log_train(out_dir: Path, run: RunSpec, vr: bool, acc: dict[str, tuple[float
 
 def _log_val(model, val_imgs: list, recipe: Recipe, run: RunSpec, out_dir: Path, step: int, seconds: float) -> None:
     vr = recipe.model.variable_rate
-    rows = validate_variable_rate(model, val_imgs, recipe) if vr else [validate(model, val_imgs, recipe, run)]
+    rows = validate_variable_rate(model, val_imgs, recipe, run) if vr else [validate(model, val_imgs, recipe, run)]
     for v in rows:
         v |= {"step": step, "seconds": round(seconds, 1)}
         _append_csv(out_dir / "val.csv", VR_VAL_COLUMNS if vr else VAL_COLUMNS, v)
@@ -386,7 +389,7 @@ def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threa
     total_steps = min(run.steps, max_steps) if max_steps else run.steps
     out_dir = run_dir(recipe.submission, run.name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = new_model(recipe)
+    model = new_model(recipe, run)
     if run.stage == 2:
         _freeze_encoder_side(model)
     opt, aux_opt = _optimizers(model, run)
@@ -432,6 +435,11 @@ def _save(model, opt, aux_opt, step, seconds, rng, path: Path) -> None:
     tmp.replace(path)
 
 
+def _range_meta(recipe: Recipe, run: RunSpec) -> dict:
+    lo, hi = recipe.lambda_range(run)
+    return {"lmbda_min": lo, "lmbda_max": hi, "gated": recipe.model.gated}
+
+
 def export(recipe: Recipe, run: RunSpec, model, step: int, seconds: float) -> None:
     """fp16 weights + metadata + the CSV logs into the submission folder (the files to commit)."""
     dst = weights_path(recipe.path.parent, run.name)
@@ -441,8 +449,7 @@ def export(recipe: Recipe, run: RunSpec, model, step: int, seconds: float) -> No
     params = {n for n, _ in model.named_parameters()}
     state = {k: v.half() if k in params and v.is_floating_point() else v for k, v in model.state_dict().items()}
     meta = {"arch": recipe.model.arch, "N": recipe.model.N, "M": recipe.model.M, "lmbda": run.lmbda,
-            **({"lmbda_min": recipe.model.lmbda_min, "lmbda_max": recipe.model.lmbda_max,
-                "gated": recipe.model.gated} if recipe.model.variable_rate else {}),
+            **(_range_meta(recipe, run) if recipe.model.variable_rate else {}),
             "distortion": recipe.loss.distortion, "steps": step, "train_seconds": round(seconds, 1),
             "threads": torch.get_num_threads(), "device": "cpu", "run": asdict(run) | {"init": run.init}}
     tmp = dst.with_suffix(".tmp")

@@ -7,7 +7,9 @@ derived from one shared stage-1 base.
 
 Variable-rate architectures (``ecg_hyperprior``, ``bm_hyperprior``) train one model for the
 whole range ``[model] lmbda_min .. lmbda_max`` instead of one λ per run: their runs give no
-``lmbda``, and ``gamma`` / ``alpha_target`` weight the gated model's sparsity penalty.
+``lmbda``, and ``gamma`` / ``alpha_target`` weight the gated model's sparsity penalty. A run
+may train over its own, wider range (``lmbda_min`` / ``lmbda_max`` in ``[[runs]]``), starting
+from a run over the narrower one (``init``): that is how a range is extended.
 
 Context architectures (:mod:`bench.models.context3d`) warm-start from a scale hyperprior's
 weights (``init``); ``freeze_steps`` keeps those weights frozen for the run's first steps, so
@@ -89,6 +91,8 @@ class RunSpec:
     alpha_lr: float = 1e-3          # Adam lr of the gate thresholds (Adam moves α ≤ alpha_lr per step)
     bm_lr: float | None = None      # variable-rate archs: Adam lr of the bit-rate modulator (None: lr)
     freeze_steps: int = 0           # context archs: the first steps train only the entropy model
+    lmbda_min: float | None = None  # variable-rate archs: this run's λ range (None: [model]'s)
+    lmbda_max: float | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,11 @@ class Recipe:
     data: DataSpec
     loss: LossSpec
     runs: tuple[RunSpec, ...] = field(default_factory=tuple)
+
+    def lambda_range(self, run: RunSpec) -> tuple[float, float]:
+        """The λ range a variable-rate run trains over: its own, else the model's."""
+        return (run.lmbda_min if run.lmbda_min is not None else self.model.lmbda_min,
+                run.lmbda_max if run.lmbda_max is not None else self.model.lmbda_max)
 
     def run(self, name: str) -> RunSpec:
         for r in self.runs:
@@ -131,10 +140,17 @@ def _check_runs(path: Path, model: ModelSpec, runs: tuple[RunSpec, ...]) -> None
                 raise RecipeError(f"{path} run {r.name!r}: stage 2 is not implemented for {model.arch}")
             if r.gamma and not model.gated:
                 raise RecipeError(f"{path} run {r.name!r}: gamma needs a gated arch; {model.arch} has no gates")
+            lo = r.lmbda_min if r.lmbda_min is not None else model.lmbda_min
+            hi = r.lmbda_max if r.lmbda_max is not None else model.lmbda_max
+            if not 0 < lo < hi:
+                raise RecipeError(f"{path} run {r.name!r}: needs 0 < lmbda_min < lmbda_max, got {lo}, {hi}")
         return
     if model.lmbda_min is not None or model.lmbda_max is not None:
         raise RecipeError(f"{path} [model]: lmbda_min/lmbda_max are for variable-rate archs, not {model.arch}")
     for r in runs:
+        if r.lmbda_min is not None or r.lmbda_max is not None:
+            raise RecipeError(f"{path} run {r.name!r}: lmbda_min/lmbda_max are for variable-rate archs, "
+                              f"not {model.arch}")
         if r.lmbda is None or r.gamma:
             raise RecipeError(f"{path} run {r.name!r}: {model.arch} needs lmbda (and no gamma)")
         if r.freeze_steps and not (model.context and r.stage == 1 and r.freeze_steps > 0):

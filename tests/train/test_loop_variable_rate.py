@@ -15,6 +15,7 @@ from PIL import Image as PILImage
 
 import bench.train.loop as loop
 from bench.models.ecg import build_variable_rate
+from bench.train.widen import init_from_variable_rate
 from bench.paths import REPO_ROOT, SHARED_DATA_DIR
 from bench.submission import load_manifest
 from bench.train.recipe import RecipeError, RunSpec, load_recipe
@@ -136,3 +137,46 @@ def test_learning_rate_groups_and_the_drop():
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-5, 1e-3, 1e-3])   # the gates keep theirs
     opt, _ = loop._optimizers(model, RunSpec("vr", steps=1, lr=1e-4))
     assert [g["name"] for g in opt.param_groups] == ["net", "alpha"]               # no bm_lr: with the net
+
+
+def test_a_run_widens_the_range_of_a_variable_rate_model(tiny, capsys):
+    """A run over a wider λ range starts from the narrower model: m(λ) is the source's at every
+    λ it was trained on, the new model keeps the new range, and the export records it."""
+    torch.manual_seed(3)
+    narrow = build_variable_rate("ecg_hyperprior", 16, 16, LO, HI)
+    torch.nn.init.normal_(narrow.bm.fc2.weight, std=0.5)     # a modulator that is not flat in λ
+    narrow_recipe = load_recipe(_recipe(tiny, "ecg", "ecg_hyperprior", "vr"))
+    loop.export(narrow_recipe, narrow_recipe.runs[0], narrow, 3, 1.0)
+    wide_hi = HI * 8
+    wide = build_variable_rate("ecg_hyperprior", 16, 16, LO, wide_hi)
+    left = init_from_variable_rate(wide, loop.load_state(tiny / "ecg" / "weights" / "vr.pt"))
+    assert left == [] and float(wide.bm.lmbda_max) == pytest.approx(wide_hi)
+    lams = torch.tensor([LO, 1.0, HI])
+    with torch.no_grad():
+        src = build_variable_rate("ecg_hyperprior", 16, 16, LO, HI)
+        src.load_state_dict(loop.load_state(tiny / "ecg" / "weights" / "vr.pt"), strict=False)
+        assert torch.allclose(wide.bm(lams), src.bm(lams), rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(wide.bm(torch.tensor([wide_hi])), src.bm(torch.tensor([HI])))
+    with pytest.raises(ValueError, match="not a variable-rate model"):
+        init_from_variable_rate(wide, ScaleHyperprior(16, 16).state_dict())
+    dense = build_variable_rate("bm_hyperprior", 16, 16, LO, HI)
+    with pytest.raises(ValueError, match="keys the model lacks"):
+        init_from_variable_rate(dense, loop.load_state(tiny / "ecg" / "weights" / "vr.pt"))
+
+    path = _recipe(tiny, "ecg", "ecg_hyperprior", "vr")
+    path.write_text(path.read_text() + f'[[runs]]\nname = "wide"\ninit = "vr"\nlmbda_max = {wide_hi}\n'
+                                       'steps = 1\nval_every = 1\n')
+    recipe = load_recipe(path)
+    assert recipe.lambda_range(recipe.run("wide")) == (LO, wide_hi)
+    assert recipe.lambda_range(recipe.run("vr")) == (LO, HI)
+    loop.train_run(recipe, "wide", threads=1)
+    assert "starts from" in capsys.readouterr().out
+    meta = torch.load(tiny / "ecg" / "weights" / "wide.pt", weights_only=True)["meta"]
+    assert (meta["lmbda_min"], meta["lmbda_max"], meta["steps"]) == (LO, wide_hi, 1)
+    with (tiny / "ecg" / "weights" / "wide.val.csv").open() as f:
+        assert [float(r["lmbda"]) for r in csv.DictReader(f)] == pytest.approx([LO, (LO * wide_hi) ** 0.5, wide_hi])
+    for extra, message in {"lmbda_max = 0.01": "0 < lmbda_min < lmbda_max"}.items():
+        with pytest.raises(RecipeError, match=message):
+            load_recipe(_recipe(tiny, "bad", "ecg_hyperprior", "vr", extra))
+    with pytest.raises(RecipeError, match="for variable-rate archs"):
+        load_recipe(_recipe(tiny, "bad", "scale_hyperprior", "vr", "lmbda = 4.0\nlmbda_max = 64.0", lrange=False))
