@@ -29,11 +29,11 @@ from pytorch_msssim import ms_ssim
 from bench.complexity import DECODER_PARTS, ENCODER_PARTS, last_forward_costs
 from bench.models.context3d import build_context_model, warm_start
 from bench.models.ecg import build_variable_rate, init_from_hyperprior
-from bench.train.widen import init_from_variable_rate
 from bench.models.hyperprior import build_model, hard_forward
 from bench.paths import checkpoints_dir
 from bench.train.data import CropSampler, load_training_images
 from bench.train.recipe import Recipe, RunSpec
+from bench.train.widen import init_from_variable_rate
 
 MSSSIM_WEIGHTS = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
 TRAIN_COLUMNS = ["step", "loss", "bpp", "distortion", "msssim", "psnr", "aux_loss", "lr", "seconds"]

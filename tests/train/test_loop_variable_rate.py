@@ -1,7 +1,7 @@
 """The training loop and recipes (bench/train/loop.py, recipe.py) for variable-rate models: an
 ECG recipe trained from a scale hyperprior and exported to a working codec, the BM
-modulator's own learning rate, recipe checks, the shipped recipes and the learning-rate
-groups."""
+modulator's own learning rate, recipe checks, the shipped recipes, the learning-rate
+groups, and a run that widens a trained model's λ range (bench/train/widen.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from PIL import Image as PILImage
 
 import bench.train.loop as loop
 from bench.models.ecg import build_variable_rate
-from bench.train.widen import init_from_variable_rate
 from bench.paths import REPO_ROOT, SHARED_DATA_DIR
 from bench.submission import load_manifest
 from bench.train.recipe import RecipeError, RunSpec, load_recipe
+from bench.train.widen import init_from_variable_rate
 from tests.helpers.images import kodak_crop
 from tests.helpers.vr_models import HI, LO, write_vr_manifest
 
