@@ -106,14 +106,18 @@ class Recipe:
 
     def lambda_range(self, run: RunSpec) -> tuple[float, float]:
         """The λ range a variable-rate run trains over: its own, else the model's."""
-        return (run.lmbda_min if run.lmbda_min is not None else self.model.lmbda_min,
-                run.lmbda_max if run.lmbda_max is not None else self.model.lmbda_max)
+        return _run_range(self.model, run)
 
     def run(self, name: str) -> RunSpec:
         for r in self.runs:
             if r.name == name:
                 return r
         raise RecipeError(f"{self.path}: no run named {name!r}; runs: {[r.name for r in self.runs]}")
+
+
+def _run_range(model: ModelSpec, run: RunSpec) -> tuple[float | None, float | None]:
+    return (run.lmbda_min if run.lmbda_min is not None else model.lmbda_min,
+            run.lmbda_max if run.lmbda_max is not None else model.lmbda_max)
 
 
 def _build(cls, table: dict, where: str):
@@ -140,8 +144,7 @@ def _check_runs(path: Path, model: ModelSpec, runs: tuple[RunSpec, ...]) -> None
                 raise RecipeError(f"{path} run {r.name!r}: stage 2 is not implemented for {model.arch}")
             if r.gamma and not model.gated:
                 raise RecipeError(f"{path} run {r.name!r}: gamma needs a gated arch; {model.arch} has no gates")
-            lo = r.lmbda_min if r.lmbda_min is not None else model.lmbda_min
-            hi = r.lmbda_max if r.lmbda_max is not None else model.lmbda_max
+            lo, hi = _run_range(model, r)
             if not 0 < lo < hi:
                 raise RecipeError(f"{path} run {r.name!r}: needs 0 < lmbda_min < lmbda_max, got {lo}, {hi}")
         return
