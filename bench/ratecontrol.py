@@ -55,6 +55,7 @@ class Selection:
 
     target_bpp: float
     mode: str            # "clic" or "per-image"
+    objective: str       # what the choice maximised: "msssim" or "psnr" (OBJECTIVES)
     status: str          # "ok" or "infeasible"
     budget_bytes: int    # clic: floor(target*total_pixels/8); per-image: sum of per-image floors
     chosen: dict[str, dict]  # image_id -> the chosen record (empty when infeasible)
@@ -377,8 +378,8 @@ def _select(ev: _Evaluations, points: OperatingPoints, target: float, mode: str,
         chosen = {} if short else {img: c.record for img, c in picks.items() if c is not None}
         lowest = sum(min(int(r["bytes"]) for r in recs.values()) for recs in ev.records.values())
         fail = f"{len(short)} of {len(images)} images cannot reach {target} bpp"
-    return Selection(target_bpp=target, mode=mode, status="ok" if chosen else "infeasible", budget_bytes=budget,
-                     chosen=chosen, lowest_bpp=lowest * 8 / total_px, note="" if chosen else fail)
+    return Selection(target_bpp=target, mode=mode, objective=objective, status="ok" if chosen else "infeasible",
+                     budget_bytes=budget, chosen=chosen, lowest_bpp=lowest * 8 / total_px, note="" if chosen else fail)
 
 
 def _unconfirmed(ev: _Evaluations, sel: Selection, policy: str) -> list[tuple[str, Any]]:

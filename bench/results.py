@@ -26,14 +26,20 @@ from bench.paths import REPO_ROOT
 FORMAT_VERSION = 1
 # The columns of a run folder's CSVs (rows.csv, per_image.csv, rd.csv), in order; learned
 # codecs add more to rows.csv (complexity, rate overhead), which readers carry through.
-ROW_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "status", "images", "bytes", "budget_bytes", "bpp",
+ROW_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "objective", "status", "images", "bytes", "budget_bytes", "bpp",
                "psnr", "msssim", "msssim_db", "psnr_mean", "msssim_mean", "enc_s", "dec_s", "device", "bitstreams",
                "lowest_bpp", "note", "date", "commit"]
-PER_IMAGE_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "image_id", "point", "bytes", "bpp", "psnr",
+PER_IMAGE_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "objective", "image_id", "point", "bytes", "bpp", "psnr",
                      "msssim", "msssim_db", "enc_s", "dec_s", "file", "decoded_sha256", "est_bits", "overhead_pct",
                      "points_estimated", "points_coded"]
 RD_COLUMNS = ["submission", "point", "images", "bytes", "bpp", "psnr", "msssim", "msssim_db", "psnr_mean",
               "msssim_mean", "estimated"]
+# What a row answers: rate control's rule (mode, objective) at one target. Rows of one run
+# with other keys are kept when a run is re-done (bench.run, bench.verify, the report).
+ROW_KEY = ("mode", "objective", "target_bpp")
+# Columns added after run files were first written, and what an older file's rows mean by
+# them: before "objective", rate control always maximised MS-SSIM (the default).
+LATER_COLUMNS = {"objective": "msssim"}
 PACKAGES = ("torch", "torchvision", "compressai", "pytorch-msssim", "pillow", "imagecodecs", "numpy",
             "pandas", "fvcore", "joblib", "dask", "distributed")
 
@@ -128,12 +134,19 @@ class RecordStore:
         self.records[self.key(rec)] = rec
 
 
+def column_value(row: dict, column: str) -> str:
+    """``row[column]`` as text, with :data:`LATER_COLUMNS`' meaning where an older file lacks it."""
+    value = row.get(column)
+    missing = value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+    return LATER_COLUMNS.get(column, "") if missing else str(value)
+
+
 def merge_rows(path: Path, new_rows: Iterable[dict], key: tuple[str, ...]) -> list[dict]:
     """Rows of ``path`` whose key is not among the new rows, then the new rows (re-runs of one
-    mode/target replace their old rows; other modes' rows are kept)."""
+    mode, objective and target replace their old rows; the others are kept)."""
     new = list(new_rows)
-    fresh = {tuple(str(r[k]) for k in key) for r in new}
-    kept = [r for r in read_csv(path) if tuple(str(r[k]) for k in key) not in fresh]
+    fresh = {tuple(column_value(r, k) for k in key) for r in new}
+    kept = [r for r in read_csv(path) if tuple(column_value(r, k) for k in key) not in fresh]
     return kept + new
 
 

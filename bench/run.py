@@ -18,7 +18,8 @@ from bench.data import Dataset, DatasetError, Image, open_dataset
 from bench.metrics import aggregate
 from bench.paths import REPO_ROOT, REPORTS_DIR, SUBMISSIONS_DIR
 from bench.ratecontrol import Selection, rate_control
-from bench.results import PER_IMAGE_COLUMNS, RD_COLUMNS, ROW_COLUMNS, merge_rows, run_info, write_csv, write_json
+from bench.results import (PER_IMAGE_COLUMNS, RD_COLUMNS, ROW_COLUMNS, ROW_KEY, merge_rows, run_info, write_csv,
+                           write_json)
 from bench.job import point_key
 from bench.runner import Runner
 from bench.submission import Submission, get_submission
@@ -57,13 +58,16 @@ def load_images(ds: Dataset, log) -> tuple[list[Image], list[str]]:
     return images, errors
 
 
-def _bitstream_folder(run_dir: Path, mode: str, target: float) -> Path:
-    return run_dir / "bitstreams" / f"{mode}-{target:g}"
+def _bitstream_folder(run_dir: Path, sel: Selection) -> Path:
+    """``clic-0.15``; another objective than MS-SSIM (the default, whose folders keep the names
+    they always had) is named in it: ``clic-psnr-0.15``."""
+    rule = sel.mode if sel.objective == "msssim" else f"{sel.mode}-{sel.objective}"
+    return run_dir / "bitstreams" / f"{rule}-{sel.target_bpp:g}"
 
 
 def _publish(sel: Selection, run_dir: Path, images: list[Image]) -> Path:
     """Copy the chosen files into a fresh folder named after the row: one file per image."""
-    folder = _bitstream_folder(run_dir, sel.mode, sel.target_bpp)
+    folder = _bitstream_folder(run_dir, sel)
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -76,7 +80,7 @@ def _publish(sel: Selection, run_dir: Path, images: list[Image]) -> Path:
 def _row(sub: Submission, dataset: str, sel: Selection, images: list[Image], folder: Path | None,
          info: dict, device: str) -> dict:
     row = {"submission": sub.name, "dataset": dataset, "target_bpp": sel.target_bpp, "mode": sel.mode,
-           "status": sel.status, "images": len(images), "budget_bytes": sel.budget_bytes,
+           "objective": sel.objective, "status": sel.status, "images": len(images), "budget_bytes": sel.budget_bytes,
            "lowest_bpp": sel.lowest_bpp, "note": sel.note, "date": info["date"], "commit": info["commit"],
            "device": device}
     if sel.status == "ok":
@@ -164,9 +168,8 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
             if why:
                 rows[-1] |= {"budget_limited": True, "note": "; ".join(n for n in (rows[-1]["note"], why) if n)}
         per_image += _per_image_rows(sub, ds.name, sel, images, folder, runner)
-    key = ("mode", "target_bpp")
-    write_csv(run_dir / "rows.csv", merge_rows(run_dir / "rows.csv", rows, key), ROW_COLUMNS)
-    write_csv(run_dir / "per_image.csv", merge_rows(run_dir / "per_image.csv", per_image, key + ("image_id",)),
+    write_csv(run_dir / "rows.csv", merge_rows(run_dir / "rows.csv", rows, ROW_KEY), ROW_COLUMNS)
+    write_csv(run_dir / "per_image.csv", merge_rows(run_dir / "per_image.csv", per_image, ROW_KEY + ("image_id",)),
               PER_IMAGE_COLUMNS)
     write_csv(run_dir / "rd.csv", rd_curve(sub, runner, images), RD_COLUMNS)
     seconds = time.perf_counter() - t0
@@ -186,7 +189,8 @@ def _per_image_rows(sub: Submission, dataset: str, sel: Selection, images: list[
             r = sel.chosen[im.id]
             file = folder / f"{im.id}.bin"
             rows.append({"submission": sub.name, "dataset": dataset, "target_bpp": sel.target_bpp, "mode": sel.mode,
-                         **{k: r[k] for k in PER_IMAGE_COLUMNS[4:] if k in r}, "point": point_key(r["point"]),
+                         "objective": sel.objective, **{k: r[k] for k in PER_IMAGE_COLUMNS[5:] if k in r},
+                         "point": point_key(r["point"]),
                          "file": str(file.relative_to(REPO_ROOT)) if file.is_relative_to(REPO_ROOT) else str(file),
                          "points_estimated": len(runner.points[im.id]["estimated"]),
                          "points_coded": len(runner.points[im.id]["coded"])})

@@ -15,7 +15,7 @@ from bench.data import open_dataset
 from bench.metrics import image_metrics, msssim_db, psnr_from_mse
 from bench.paths import REPO_ROOT
 from bench.report.studies import VERIFY_CSV
-from bench.results import read_csv, write_csv
+from bench.results import ROW_KEY, column_value, read_csv, write_csv
 from bench.device import check_device, device_label
 from bench.job import decoded_hash, placed_codec
 from bench.limits import check_declared_size
@@ -28,8 +28,13 @@ def _run_files(dataset_dir: Path, name: str) -> list[dict]:
     return [r for path in sorted((Path(dataset_dir) / "runs").glob(f"*/{name}")) for r in read_csv(path)]
 
 
+def _row_id(r: dict) -> tuple:
+    """(submission, mode, objective, target): which row of a run a line belongs to."""
+    return r["submission"], *(column_value(r, k) for k in ROW_KEY[:-1]), float(r["target_bpp"])
+
+
 def _recorded_hashes(dataset_dir: Path) -> dict[tuple, str]:
-    return {(r["submission"], r["mode"], float(r["target_bpp"]), r["image_id"]): r["decoded_sha256"]
+    return {(*_row_id(r), r["image_id"]): r["decoded_sha256"]
             for r in _run_files(dataset_dir, "per_image.csv") if r.get("decoded_sha256")}
 
 
@@ -47,7 +52,7 @@ def _refused(row: dict, why: str) -> dict:
     folder = _folder(row)
     files = sorted(folder.glob("*.bin"))
     return {"submission": row["submission"], "target_bpp": row["target_bpp"], "mode": row["mode"],
-            "files": len(files), "images": int(row["images"]), "bytes_on_disk": sum(f.stat().st_size for f in files),
+            "objective": column_value(row, "objective"), "files": len(files), "images": int(row["images"]), "bytes_on_disk": sum(f.stat().st_size for f in files),
             "bytes_reported": int(row["bytes"]), "psnr_recomputed": math.nan, "psnr_reported": float(row["psnr"]),
             "psnr_diff_db": math.nan, "msssim_db_recomputed": math.nan, "msssim_db_reported": float(row["msssim_db"]),
             "bit_identical": f"refused: {why}", "run_device": row.get("device", ""), "verify_device": "none"}
@@ -115,7 +120,7 @@ def _verify_rows(dataset_dir: Path, originals: dict, recorded: dict, submissions
             data = f.read_bytes()
             check_declared_size(codec, data, orig.shape[:2], str(f))     # a forged size is not decoded
             decoded = np.asarray(codec.decode(data))
-            want = recorded.get((row["submission"], row["mode"], float(row["target_bpp"]), f.stem))
+            want = recorded.get((*_row_id(row), f.stem))
             if want:
                 compared += 1
                 identical += decoded_hash(decoded) == want
@@ -128,7 +133,7 @@ def _verify_rows(dataset_dir: Path, originals: dict, recorded: dict, submissions
         psnr = psnr_from_mse(sse / values) if values else math.nan   # no files: reported as a mismatch
         ms = ms_weighted / pixels if pixels else math.nan
         out.append({"submission": row["submission"], "target_bpp": row["target_bpp"], "mode": row["mode"],
-                    "files": len(files), "images": int(row["images"]),
+                    "objective": column_value(row, "objective"), "files": len(files), "images": int(row["images"]),
                     "bytes_on_disk": sum(f.stat().st_size for f in files), "bytes_reported": int(row["bytes"]),
                     "psnr_recomputed": psnr, "psnr_reported": float(row["psnr"]),
                     "psnr_diff_db": abs(psnr - float(row["psnr"])),

@@ -122,7 +122,7 @@ def test_leaderboard_rows_order_and_extra_columns(report):
                      (0.3, "jpeg", "ok"), (0.3, "tiny-hyperprior", "ok")]
     for col in ("params", "decoder_bytes", "dec_kmac_px", "rate_overhead_pct", "lowest_bpp", "bitstreams", "commit"):
         assert col in board.columns
-    assert list(board.columns[:5]) == ["submission", "dataset", "target_bpp", "mode", "status"]
+    assert list(board.columns[:6]) == ["submission", "dataset", "target_bpp", "mode", "objective", "status"]
     hp = board[board["submission"] == "tiny-hyperprior"]
     assert (hp["params"] == 2_150_000).all()
     assert board.loc[1, "msssim"] != board.loc[1, "msssim"]  # infeasible row: empty metrics stay empty

@@ -113,3 +113,34 @@ def test_cli_list_shows_the_bpp_range_of_a_stored_run(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"bpp range of its operating points: kodak {min(bpps):.3f}–{max(bpps):.3f}" in out
     assert out.count("bpp range") == 1                # no other submission has a run there
+
+
+def test_a_psnr_objective_run_keeps_the_msssim_rows_beside_it(jpeg_run):
+    """Rows are keyed by (mode, objective, target): OBJECTIVE=psnr adds its rows and files, the
+    MS-SSIM rows at the same target stay, both verify from their own files, and the page
+    ranks them in separate tables."""
+    from bench.report import build_report
+    from bench.verify import verify_dataset
+
+    res, folder, tmp_path = jpeg_run
+    psnr = run_benchmark("jpeg", f"folder:{folder}", targets=[0.6], objective="psnr",
+                         reports_dir=tmp_path / "reports", progress=False)
+    rows = read_csv(res.run_dir / "rows.csv")
+    at = {(r["objective"], r["target_bpp"]): r for r in rows}
+    assert set(at) == {("msssim", "0.05"), ("msssim", "0.6"), ("msssim", "1.2"), ("psnr", "0.6")}
+    dirs = {o: _bitstream_dir(at[(o, "0.6")]) for o in ("msssim", "psnr")}
+    assert dirs["msssim"].name == "clic-0.6" and dirs["psnr"].name == "clic-psnr-0.6"
+    for o, d in dirs.items():
+        assert sum(f.stat().st_size for f in d.iterdir()) == int(at[(o, "0.6")]["bytes"])
+    per_image = read_csv(res.run_dir / "per_image.csv")
+    assert sorted(r["objective"] for r in per_image if r["target_bpp"] == "0.6") == ["msssim"] * 3 + ["psnr"] * 3
+    assert psnr.rows[0]["objective"] == "psnr"
+
+    checked = verify_dataset(tmp_path / "reports", f"folder:{folder}")
+    assert sorted((r["objective"], r["target_bpp"], r["bit_identical"]) for r in checked) == \
+        [("msssim", "0.6", "3/3"), ("msssim", "1.2", "3/3"), ("psnr", "0.6", "3/3")]
+
+    page = build_report(tmp_path / "reports" / folder.name)["html"].read_text()
+    assert "CLIC mode, PSNR objective" in page
+    board = read_csv(tmp_path / "reports" / folder.name / "leaderboard.csv")
+    assert sorted(r["objective"] for r in board if r["target_bpp"] == "0.6") == ["msssim", "psnr"]

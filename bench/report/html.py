@@ -22,7 +22,9 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from .leaderboard import ROW_COLUMNS, Run, Skipped, is_num, mode_order
+from bench.results import column_value
+
+from .leaderboard import ROW_COLUMNS, Run, Skipped, is_num, rule_order, rules
 
 TEMPLATES = Path(__file__).with_name("templates")
 DASH = "—"
@@ -293,6 +295,11 @@ DRILL = [Column("image_id", "Image", numeric=False), Column("point", "Point", nu
 MODE_TEXT = {
     "per-image": ("Per-image mode", "Every image at or below the target on its own, instead of one budget for the "
                   "set: a stricter rule, so these rows are ranked among themselves, not against the CLIC tables."),
+    "clic · psnr": ("CLIC mode, PSNR objective", "The set's budget as above, with rate control choosing each image's "
+                    "point for the highest PSNR (one MSE over the set) instead of MS-SSIM: rows for MSE-trained "
+                    "models and PSNR comparisons, ranked among themselves."),
+    "per-image · psnr": ("Per-image mode, PSNR objective", "Every image at or below the target on its own, points "
+                         "chosen for the highest PSNR: ranked among themselves."),
 }
 
 
@@ -318,19 +325,20 @@ def _mode(values: Iterable) -> object:
     return Counter(vals).most_common(1)[0][0] if vals else None
 
 
-def row_key(r: pd.Series | dict) -> tuple[str, str, float]:
-    """(submission, mode, target) of a leaderboard or per-image row: what links the two."""
-    return _text(r.get("submission")), _text(r.get("mode")), round(float(r.get("target_bpp")), 6)
+def row_key(r: pd.Series | dict) -> tuple[str, str, str, float]:
+    """(submission, mode, objective, target) of a leaderboard, per-image or verify row: what links them."""
+    return (_text(r.get("submission")), _text(r.get("mode")), column_value(dict(r), "objective"),
+            round(float(r.get("target_bpp")), 6))
 
 
-def drill_tables(per_image: pd.DataFrame | None) -> dict[tuple[str, str, float], str]:
-    """Every (submission, mode, target)'s per-image results as a small sortable table."""
+def drill_tables(per_image: pd.DataFrame | None) -> dict[tuple[str, str, str, float], str]:
+    """Every (submission, mode, objective, target)'s per-image results as a small sortable table."""
     if per_image is None or per_image.empty or "target_bpp" not in per_image.columns:
         return {}
     df = per_image.dropna(subset=["target_bpp"])
-    df = df.assign(submission=df["submission"].fillna(""), mode=df["mode"].fillna("") if "mode" in df.columns else "")
-    out: dict[tuple[str, str, float], str] = {}
-    for _, g in df.groupby(["submission", "mode", "target_bpp"], sort=False):
+    df = df.assign(submission=df["submission"].fillna(""), rule=rules(df))
+    out: dict[tuple[str, str, str, float], str] = {}
+    for _, g in df.groupby(["submission", "rule", "target_bpp"], sort=False):
         rows = [Row([Cell(text_or_dash(r.get("image_id"))), Cell(text_or_dash(r.get("point")), "mono"),
                      *(num_cell(c, r.get(c.key)) for c in DRILL[2:])]) for _, r in g.iterrows()]
         out[row_key(g.iloc[0])] = (f'<p class="drillcap">{len(g)} images: the operating point chosen for each '
@@ -426,10 +434,9 @@ def build_tables(board: pd.DataFrame, per_image: pd.DataFrame | None = None) -> 
     if board.empty:
         return []
     drills = drill_tables(per_image)
-    modes = board["mode"].fillna("").astype(str) if "mode" in board.columns else pd.Series("", index=board.index)
-    order = mode_order(board)
+    rule, order = rules(board), rule_order(board)
     return [_target_table(target, mode, grp, drills, mode == order[0])
-            for mode in order for target, grp in board[modes.eq(mode)].groupby("target_bpp", sort=True, dropna=True)]
+            for mode in order for target, grp in board[rule.eq(mode)].groupby("target_bpp", sort=True, dropna=True)]
 
 
 def mode_sections(tables: list[Table]) -> list[dict]:
@@ -451,9 +458,9 @@ def headline(board: pd.DataFrame) -> list[str]:
         return ["no results yet"]
     subs, targets = board["submission"].nunique(), board["target_bpp"].nunique()
     parts = [f"{subs} submission{'s' * (subs != 1)}", f"{targets} target{'s' * (targets != 1)}"]
-    modes = mode_order(board)
+    modes = rule_order(board)
     for m in modes[1:]:
-        names = sorted(board.loc[board["mode"].fillna("").astype(str).eq(m), "submission"].astype(str).unique())
+        names = sorted(board.loc[rules(board).eq(m), "submission"].astype(str).unique())
         parts.append(f"{MODE_TEXT.get(m, (m + ' mode',))[0].lower()} also: {', '.join(names)}")
     return parts
 

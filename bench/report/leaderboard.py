@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.results import PER_IMAGE_COLUMNS, ROW_COLUMNS
+from bench.results import LATER_COLUMNS, PER_IMAGE_COLUMNS, ROW_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def load_run(folder: Path) -> Run:
     if rows["target_bpp"].isna().any():
         raise ValueError("rows.csv has rows without a numeric target_bpp (half-written?)")
 
-    run = Run(folder=folder, name=name, meta=meta, rows=rows)
+    run = Run(folder=folder, name=name, meta=meta, rows=_with_later_columns(rows))
     for attr, fname, req in (("per_image", "per_image.csv", ("bpp",)), ("rd", "rd.csv", ("bpp",))):
         try:
             df = read_table(folder / fname, required=req)
@@ -126,8 +126,15 @@ def load_run(folder: Path) -> Run:
         if "submission" not in df.columns:
             df.insert(0, "submission", name)
         df["submission"] = df["submission"].fillna(name)
-        setattr(run, attr, df)
+        setattr(run, attr, _with_later_columns(df) if attr == "per_image" else df)
     return run
+
+
+def _with_later_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of files written before a column existed, with what they meant by it (LATER_COLUMNS)."""
+    for col, value in LATER_COLUMNS.items():
+        df[col] = df[col].fillna(value) if col in df.columns else value
+    return df
 
 
 def load_runs(dataset_dir: Path) -> tuple[list[Run], list[Skipped]]:
@@ -212,6 +219,7 @@ def is_num(x) -> bool:
 
 # ----------------------------------------------------------------------------- modes and BD-rate
 PRIMARY_MODE = "clic"
+PRIMARY_OBJECTIVE = LATER_COLUMNS["objective"]    # MS-SSIM, CLIC's ranking metric
 LEARNED_COLUMNS = ("params", "decoder_bytes", "dec_kmac_px")
 
 
@@ -223,12 +231,21 @@ def estimated_points(rd: pd.DataFrame) -> int:
     return int((pd.to_numeric(rd["estimated"], errors="coerce").fillna(0) > 0).sum())
 
 
-def mode_order(board: pd.DataFrame) -> list[str]:
-    """The modes on the board, the CLIC one first: each gets its own tables (rows of different
-    modes answer different questions and are never ranked together)."""
-    if board.empty or "mode" not in board.columns:
-        return [""] if not board.empty else []
-    counts = board["mode"].fillna("").astype(str).value_counts()
+def rules(df: pd.DataFrame) -> pd.Series:
+    """Each row's rate-control rule: its mode, and its objective where that is not MS-SSIM
+    (``clic``, ``clic · psnr``). Rows of different rules answer different questions."""
+    mode = df["mode"].fillna("").astype(str) if "mode" in df.columns else pd.Series("", index=df.index)
+    objective = (df["objective"].fillna(PRIMARY_OBJECTIVE).astype(str) if "objective" in df.columns
+                 else pd.Series(PRIMARY_OBJECTIVE, index=df.index))
+    return mode.where(objective.eq(PRIMARY_OBJECTIVE), mode + " · " + objective)
+
+
+def rule_order(board: pd.DataFrame) -> list[str]:
+    """The rules on the board, the CLIC one first: each gets its own tables (they are never
+    ranked together)."""
+    if board.empty:
+        return []
+    counts = rules(board).value_counts()
     return sorted(counts.index, key=lambda m: (m != PRIMARY_MODE, -counts[m], m))
 
 
@@ -246,7 +263,7 @@ def default_anchor(runs: list[Run]) -> str | None:
     if "msssim" not in df.columns:
         return None
     df = df[df["status"].eq("ok") & df["msssim"].notna()]
-    primary = df[df["mode"].eq(PRIMARY_MODE)] if "mode" in df.columns else df
+    primary = df[rules(df).eq(PRIMARY_MODE)]
     df = primary if not primary.empty else df
     if df.empty:
         return None

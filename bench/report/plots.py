@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .leaderboard import Run, estimated_points, mode_order, msssim_to_db
+from .leaderboard import Run, estimated_points, msssim_to_db, rule_order, rules
 
 log = logging.getLogger(__name__)
 
@@ -185,17 +185,14 @@ def _ok_rows(runs: list[Run]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _modes(rows: pd.DataFrame) -> pd.Series:
-    return rows["mode"].fillna("").astype(str) if "mode" in rows.columns else pd.Series("", index=rows.index)
-
-
 def _chosen_series(run: Run, metric: str, style: tuple[str, str], primary: str, label: str | None) -> list[Series]:
-    """The points chosen at the targets: filled in the primary (CLIC) mode, hollow in any other."""
+    """The points chosen at the targets: filled under the primary rule (CLIC mode, MS-SSIM), hollow
+    under any other."""
     rows = run.rows
     if metric not in rows.columns or "bpp" not in rows.columns:
         return []
     ok = rows[rows["status"].eq("ok")]
-    is_primary = _modes(ok).eq(primary)
+    is_primary = rules(ok).eq(primary)
     (colour, marker), out = style, []
     for first in (True, False):
         part = ok[is_primary == first]
@@ -227,7 +224,7 @@ def _legend(ax, chosen: pd.DataFrame, primary: str, targets: list[float]) -> Non
     """Below the axes, in two columns: readable when the page shrinks the plot to a phone's width."""
     pairs = sorted(zip(*ax.get_legend_handles_labels()), key=lambda p: p[1].endswith(PUBLISHED))  # submissions first
     handles, labels = [h for h, _ in pairs], [label for _, label in pairs]
-    others = sorted(set(_modes(chosen)) - {primary})
+    others = sorted(set(rules(chosen)) - {primary})
     if len(chosen):
         handles.append(Line2D([], [], ls="none", marker="o", ms=10, color="0.6", mec="black", mew=0.9))
         labels.append("chosen at target" + (f", {primary}" if others else ""))
@@ -268,7 +265,7 @@ def plot_rd(runs: list[Run], metric: str, out: Path, dataset: str, references: l
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     chosen = _ok_rows(runs)
-    primary = (mode_order(chosen) or [""])[0]
+    primary = (rule_order(chosen) or [""])[0]
     draw_rd(ax, _run_series(runs, references, metric, primary), targets, hi, ylabel, xmin=lo)
     ax.set_title(f"{dataset} — {short}, {lo:.2g}–{hi:.2g} bpp", fontsize=11.5, pad=14, loc="left")
     ax.tick_params(labelsize=10.5)

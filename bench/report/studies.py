@@ -16,7 +16,7 @@ from typing import Callable
 
 import pandas as pd
 
-from bench.results import read_csv
+from bench.results import column_value, read_csv
 
 from .html import (DASH, Cell, Column, Row, fixed, generic, integer, number, percent, row_key, share, table_html,
                    text_or_dash)
@@ -323,6 +323,7 @@ def gating_html(csv_path: Path) -> Study:
 
 # ----------------------------------------------------------------------------- verify
 VERIFY_COLUMNS = [Column("submission", "submission", numeric=False), Column("mode", "mode", numeric=False),
+                  Column("objective", "objective", numeric=False),
                   Column("target_bpp", "target", generic), Column("files", "files", str),
                   Column("bytes", "bytes match", numeric=False), Column("psnr_diff_db", "|ΔPSNR| dB", fixed(4)),
                   Column("bit_identical", "bit-identical", numeric=False),
@@ -332,7 +333,7 @@ VERIFY_COLUMNS = [Column("submission", "submission", numeric=False), Column("mod
 def _verify_row(r: dict) -> Row:
     run, again = r.get("run_device") or "", r.get("verify_device") or ""
     diff = number(r.get("psnr_diff_db"))
-    return Row([Cell(r["submission"], "name"), Cell(r.get("mode") or DASH),
+    return Row([Cell(r["submission"], "name"), Cell(r.get("mode") or DASH), Cell(column_value(r, "objective")),
                 Cell(r["target_bpp"], "num", sort=number(r["target_bpp"])),
                 Cell(f"{r['files']}/{r['images']}", "num", sort=number(r["files"])),
                 Cell("yes" if r["bytes_on_disk"] == r["bytes_reported"] else "NO"),

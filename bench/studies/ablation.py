@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from bench.rd import bd_rate, overlap_share, usable_curve
-from bench.results import read_csv, write_csv
+from bench.results import column_value, read_csv, write_csv
 
 COLUMNS = ["model", "a_bpp", "a_msssim", "a_msssim_db", "a_psnr", "b_bpp", "b_msssim", "b_msssim_db", "b_psnr",
            "d_bpp_pct", "d_msssim", "d_psnr"]
@@ -87,7 +87,7 @@ def to_markdown(res: dict) -> str:
         out.append(f"- BD-rate of {b} against {a}, {label}: {text}")
     out += ["", "| submission | target | status | bpp | MS-SSIM | MS-SSIM dB | PSNR |", "|---|---|---|---|---|---|---|"]
     for r in sorted(res["rows"], key=lambda r: (float(r["target_bpp"]), r["submission"])):
-        if r["mode"] != "clic":
+        if r["mode"] != "clic" or column_value(r, "objective") != "msssim":
             continue
         vals = [r.get(k) or "" for k in ("bpp", "msssim", "msssim_db", "psnr")]
         out.append(f"| {r['submission']} | {r['target_bpp']} | {r['status']} | " + " | ".join(vals) + " |")
