@@ -144,16 +144,22 @@ def val_lambdas(recipe: Recipe, run: RunSpec) -> list[float]:
     return [lo, math.sqrt(lo * hi), hi]
 
 
+def combine_samples(per_sample: torch.Tensor, balance: str) -> torch.Tensor:
+    """The batch's rate-distortion loss from its samples' R_i + λ_i·D_i (:data:`bench.train.recipe.BALANCES`)."""
+    return (per_sample.log() if balance == "log" else per_sample).mean()
+
+
 def _variable_rate_loss(model, x: torch.Tensor, x_in: torch.Tensor, rh: int, rw: int, recipe: Recipe,
                         run: RunSpec, rng: random.Random) -> tuple[torch.Tensor, dict]:
-    """mean_i(R_i + λ_i·D_i) + γ·Σ_n (α_n − α_t)², one log-uniform λ_i per sample."""
+    """mean_i(R_i + λ_i·D_i) + γ·Σ_n (α_n − α_t)², one log-uniform λ_i per sample (with
+    ``balance = "log"``, mean_i log(R_i + λ_i·D_i): see :data:`bench.train.recipe.BALANCES`)."""
     lo, hi = (math.log(v) for v in recipe.lambda_range(run))
     lmbda = torch.tensor([math.exp(rng.uniform(lo, hi)) for _ in range(x.shape[0])])
     out = model(x_in, lmbda)
     bpp = sample_bits(out["likelihoods"]) / (rh * rw)
     d, m = sample_distortion(out["x_hat"][..., :rh, :rw], x[..., :rh, :rw], recipe)
     penalty = model.gate_penalty(run.alpha_target)
-    loss = (bpp + lmbda * d).mean() + run.gamma * penalty
+    loss = combine_samples(bpp + lmbda * d, run.balance) + run.gamma * penalty
     active = list(model.active_fractions().values())
     alphas = [g.alpha.item() for g in model.named_gates().values()]
     return loss, {"bpp": bpp.mean().item(), "distortion": d.mean().item(), **m, "gate_penalty": penalty.item(),

@@ -93,6 +93,7 @@ class RunSpec:
     freeze_steps: int = 0           # context archs: the first steps train only the entropy model
     lmbda_min: float | None = None  # variable-rate archs: this run's λ range (None: [model]'s)
     lmbda_max: float | None = None
+    balance: str = "none"           # variable-rate archs: "log" (BALANCES) weighs each sample's R + λD
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,14 @@ class Recipe:
             if r.name == name:
                 return r
         raise RecipeError(f"{self.path}: no run named {name!r}; runs: {[r.name for r in self.runs]}")
+
+
+# How a variable-rate run combines its samples' losses R_i + λ_i·D_i: "none" averages them, so
+# the samples at the top of a wide λ range (losses 40× those at the bottom, measured for the
+# MSE pair) set the shared transforms' gradient; "log" averages log(R_i + λ_i·D_i), whose
+# gradient is each sample's divided by its own loss: every λ pulls with the same relative
+# weight, and each sample's minimiser is unchanged (log is increasing).
+BALANCES = ("none", "log")
 
 
 def _run_range(model: ModelSpec, run: RunSpec) -> tuple[float | None, float | None]:
@@ -144,6 +153,8 @@ def _check_runs(path: Path, model: ModelSpec, runs: tuple[RunSpec, ...]) -> None
                 raise RecipeError(f"{path} run {r.name!r}: stage 2 is not implemented for {model.arch}")
             if r.gamma and not model.gated:
                 raise RecipeError(f"{path} run {r.name!r}: gamma needs a gated arch; {model.arch} has no gates")
+            if r.balance not in BALANCES:
+                raise RecipeError(f"{path} run {r.name!r}: balance {r.balance!r}; allowed: {BALANCES}")
             lo, hi = _run_range(model, r)
             if not 0 < lo < hi:
                 raise RecipeError(f"{path} run {r.name!r}: needs 0 < lmbda_min < lmbda_max, got {lo}, {hi}")
@@ -151,8 +162,8 @@ def _check_runs(path: Path, model: ModelSpec, runs: tuple[RunSpec, ...]) -> None
     if model.lmbda_min is not None or model.lmbda_max is not None:
         raise RecipeError(f"{path} [model]: lmbda_min/lmbda_max are for variable-rate archs, not {model.arch}")
     for r in runs:
-        if r.lmbda_min is not None or r.lmbda_max is not None:
-            raise RecipeError(f"{path} run {r.name!r}: lmbda_min/lmbda_max are for variable-rate archs, "
+        if r.lmbda_min is not None or r.lmbda_max is not None or r.balance != "none":
+            raise RecipeError(f"{path} run {r.name!r}: lmbda_min/lmbda_max/balance are for variable-rate archs, "
                               f"not {model.arch}")
         if r.lmbda is None or r.gamma:
             raise RecipeError(f"{path} run {r.name!r}: {model.arch} needs lmbda (and no gamma)")

@@ -179,3 +179,24 @@ def test_a_run_widens_the_range_of_a_variable_rate_model(tiny, capsys):
         load_recipe(_recipe(tiny, "bad", "ecg_hyperprior", "vr", "lmbda_max = 0.01"))
     with pytest.raises(RecipeError, match="for variable-rate archs"):
         load_recipe(_recipe(tiny, "bad", "scale_hyperprior", "vr", "lmbda = 4.0\nlmbda_max = 64.0", lrange=False))
+
+
+def test_a_log_balanced_run_weighs_every_lambda_alike(tiny):
+    """balance = "log": each sample's gradient divided by its own loss, so a sample at the top of
+    the range (loss 40× larger) pulls no harder than one at the bottom; "none" averages."""
+    losses = torch.tensor([0.3, 12.0], requires_grad=True)
+    loop.combine_samples(losses, "log").backward()
+    assert (losses.grad * losses.detach()).tolist() == pytest.approx([0.5, 0.5])
+    losses.grad = None
+    loop.combine_samples(losses, "none").backward()
+    assert losses.grad.tolist() == pytest.approx([0.5, 0.5])
+
+    recipe = load_recipe(_recipe(tiny, "bm", "bm_hyperprior", "vr", 'balance = "log"'))
+    loop.train_run(recipe, "vr", max_steps=2, threads=1)
+    with (tiny / "bm" / "weights" / "vr.train.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(float(r["loss"]) == float(r["loss"]) for r in rows)  # finite, not NaN
+    with pytest.raises(RecipeError, match="balance 'sqrt'"):
+        load_recipe(_recipe(tiny, "bad", "bm_hyperprior", "vr", 'balance = "sqrt"'))
+    with pytest.raises(RecipeError, match="balance are for variable-rate"):
+        load_recipe(_recipe(tiny, "bad", "scale_hyperprior", "vr", 'lmbda = 4.0\nbalance = "log"', lrange=False))
