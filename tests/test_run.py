@@ -141,6 +141,6 @@ def test_a_psnr_objective_run_keeps_the_msssim_rows_beside_it(jpeg_run):
         [("msssim", "0.6", "3/3"), ("msssim", "1.2", "3/3"), ("psnr", "0.6", "3/3")]
 
     page = build_report(tmp_path / "reports" / folder.name)["html"].read_text()
-    assert "CLIC mode, PSNR objective" in page
+    assert "CLIC mode, PSNR objective" in page and "rows of clic, clic · psnr" in page
     board = read_csv(tmp_path / "reports" / folder.name / "leaderboard.csv")
     assert sorted(r["objective"] for r in board if r["target_bpp"] == "0.6") == ["msssim", "psnr"]

@@ -545,6 +545,9 @@ def run_summary(run: Run) -> dict:
         if settings.get(k) not in (None, ""):
             parts.append(f"{k} {settings[k]}")
     parts += [f"{k} {v}" for k, v in settings.items() if k not in {"targets", "mode", "objective", "policy"}]
+    held = sorted(set(rules(run.rows)))
+    if len(held) > 1:   # the settings are the last invocation's; its rows may come from several
+        parts.append("rows of " + ", ".join(held))
     warnings = list(run.warnings)
     if m.get("format_version") not in (None, 1):
         warnings.append(f"run.json format_version {m.get('format_version')} (this report reads 1)")
