@@ -209,7 +209,7 @@ GATING_GROUPS = [("", 1), ("bpp", 2), ("PSNR dB", 3), ("MS-SSIM", 3), ("MAC redu
 
 def _gating_columns() -> list[Column]:
     f2, f4, x = fixed(2), fixed(4), {"extra": True}
-    return [Column("lmbda", "λ", fixed(3)),
+    return [Column("lmbda", "λ", generic),
             Column("dense_bpp", "dense", f4), Column("gated_bpp", "gated", f4),
             Column("dense_psnr", "dense", f2), Column("gated_psnr", "gated", f2),
             Column("psnr_drop_pct", "drop", lambda v: DASH if number(v) is None else f"{number(v):.2f} %", "min"),

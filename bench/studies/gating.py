@@ -251,7 +251,7 @@ def to_markdown(res: dict) -> str:
            "| masked vs gathered: values differing, whole decode / g_s alone |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
-        out.append(f"| {r['lmbda']:.3f} | {r['dense_bpp']:.4f} / {r['gated_bpp']:.4f} | {r['dense_psnr']:.2f} / "
+        out.append(f"| {r['lmbda']:.4g} | {r['dense_bpp']:.4f} / {r['gated_bpp']:.4f} | {r['dense_psnr']:.2f} / "
                    f"{r['gated_psnr']:.2f} | {r['psnr_drop_pct']:.2f}% | {r['dense_msssim']:.4f} / {r['gated_msssim']:.4f} "
                    f"| {r['msssim_drop']:+.4f} | {r['dense_enc_kmac_px']:.2f} → {r['gated_enc_kmac_px']:.2f} | "
                    f"{r['dense_dec_kmac_px']:.2f} → {r['gated_dec_kmac_px']:.2f} | {r['enc_reduction']:.2f}× / "
