@@ -92,7 +92,8 @@ def cmd_run(args) -> int:
     build_report(res.run_dir.parent.parent)
     print(f"\n{args.submission} on {args.dataset}: {res.computed} jobs encoded, {res.estimated} points estimated, "
           f"{res.seconds:.1f} s")
-    cols = ["target_bpp", "mode", "objective", "status", "bpp", "msssim", "msssim_db", "psnr", "bytes", "budget_bytes", "note"]
+    cols = ["target_bpp", "mode", "objective", "status", "bpp", "msssim", "msssim_db", "psnr", "bytes",
+            "budget_bytes", "note"]
     print("  ".join(f"{c:>12}" for c in cols[:-1]) + "  note")
     for r in res.rows:
         print("  ".join(f"{_fmt(r.get(c)):>12}" for c in cols[:-1]) + "  " + (r.get("note") or ""))
@@ -141,7 +142,8 @@ def cmd_verify(args) -> int:
     bad = [r for r in rows if r["files"] != r["images"] or r["bytes_on_disk"] != r["bytes_reported"]
            or r["psnr_diff_db"] > 0.01 or _differs(r["bit_identical"])]
     for r in rows:
-        print(f"{r['submission']:>24} {r['mode']:>9} {r['objective']:>6} {r['target_bpp']:>6}  files {r['files']}/{r['images']}  "
+        print(f"{r['submission']:>24} {r['mode']:>9} {r['objective']:>6} {r['target_bpp']:>6}  "
+              f"files {r['files']}/{r['images']}  "
               f"bytes {r['bytes_on_disk']}/{r['bytes_reported']}  PSNR {r['psnr_recomputed']:.4f} "
               f"(reported {r['psnr_reported']:.4f})  bit-identical {r['bit_identical']}")
     print(f"{len(rows) - len(bad)} of {len(rows)} rows reproduce from their files (PSNR within 0.01 dB)")

@@ -26,12 +26,12 @@ from bench.paths import REPO_ROOT
 FORMAT_VERSION = 1
 # The columns of a run folder's CSVs (rows.csv, per_image.csv, rd.csv), in order; learned
 # codecs add more to rows.csv (complexity, rate overhead), which readers carry through.
-ROW_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "objective", "status", "images", "bytes", "budget_bytes", "bpp",
-               "psnr", "msssim", "msssim_db", "psnr_mean", "msssim_mean", "enc_s", "dec_s", "device", "bitstreams",
-               "lowest_bpp", "note", "date", "commit"]
-PER_IMAGE_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "objective", "image_id", "point", "bytes", "bpp", "psnr",
-                     "msssim", "msssim_db", "enc_s", "dec_s", "file", "decoded_sha256", "est_bits", "overhead_pct",
-                     "points_estimated", "points_coded"]
+ROW_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "objective", "status", "images", "bytes",
+               "budget_bytes", "bpp", "psnr", "msssim", "msssim_db", "psnr_mean", "msssim_mean", "enc_s", "dec_s",
+               "device", "bitstreams", "lowest_bpp", "note", "date", "commit"]
+PER_IMAGE_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "objective", "image_id", "point", "bytes", "bpp",
+                     "psnr", "msssim", "msssim_db", "enc_s", "dec_s", "file", "decoded_sha256", "est_bits",
+                     "overhead_pct", "points_estimated", "points_coded"]
 RD_COLUMNS = ["submission", "point", "images", "bytes", "bpp", "psnr", "msssim", "msssim_db", "psnr_mean",
               "msssim_mean", "estimated"]
 # What a row answers: rate control's rule (mode, objective) at one target. Rows of one run

@@ -179,6 +179,10 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
     return RunResult(run_dir, rows, runner.computed, seconds, errors, runner.estimated)
 
 
+# the per-image columns taken from the chosen record (those before image_id name the row)
+RECORD_COLUMNS = PER_IMAGE_COLUMNS[PER_IMAGE_COLUMNS.index("image_id"):]
+
+
 def _per_image_rows(sub: Submission, dataset: str, sel: Selection, images: list[Image], folder: Path | None,
                     runner: Runner) -> list[dict]:
     """One row per image of a selection: the chosen record, its published file, and how many
@@ -189,7 +193,7 @@ def _per_image_rows(sub: Submission, dataset: str, sel: Selection, images: list[
             r = sel.chosen[im.id]
             file = folder / f"{im.id}.bin"
             rows.append({"submission": sub.name, "dataset": dataset, "target_bpp": sel.target_bpp, "mode": sel.mode,
-                         "objective": sel.objective, **{k: r[k] for k in PER_IMAGE_COLUMNS[5:] if k in r},
+                         "objective": sel.objective, **{k: r[k] for k in RECORD_COLUMNS if k in r},
                          "point": point_key(r["point"]),
                          "file": str(file.relative_to(REPO_ROOT)) if file.is_relative_to(REPO_ROOT) else str(file),
                          "points_estimated": len(runner.points[im.id]["estimated"]),

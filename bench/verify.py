@@ -52,7 +52,8 @@ def _refused(row: dict, why: str) -> dict:
     folder = _folder(row)
     files = sorted(folder.glob("*.bin"))
     return {"submission": row["submission"], "target_bpp": row["target_bpp"], "mode": row["mode"],
-            "objective": column_value(row, "objective"), "files": len(files), "images": int(row["images"]), "bytes_on_disk": sum(f.stat().st_size for f in files),
+            "objective": column_value(row, "objective"), "files": len(files), "images": int(row["images"]),
+            "bytes_on_disk": sum(f.stat().st_size for f in files),
             "bytes_reported": int(row["bytes"]), "psnr_recomputed": math.nan, "psnr_reported": float(row["psnr"]),
             "psnr_diff_db": math.nan, "msssim_db_recomputed": math.nan, "msssim_db_reported": float(row["msssim_db"]),
             "bit_identical": f"refused: {why}", "run_device": row.get("device", ""), "verify_device": "none"}

@@ -26,7 +26,8 @@ def test_rows_written_before_the_objective_column_count_as_msssim_rows(tmp_path)
     """A rows.csv from before the objective column: a PSNR-objective row at the same target
     joins it, an MS-SSIM one replaces it."""
     path = tmp_path / "rows.csv"
-    write_csv(path, [{"mode": "clic", "target_bpp": 0.15, "bpp": 0.149}, {"mode": "clic", "target_bpp": 0.3, "bpp": 0.29}])
+    write_csv(path, [{"mode": "clic", "target_bpp": 0.15, "bpp": 0.149},
+                     {"mode": "clic", "target_bpp": 0.3, "bpp": 0.29}])
     psnr = {"mode": "clic", "objective": "psnr", "target_bpp": 0.15, "bpp": 0.148}
     both = merge_rows(path, [psnr], ROW_KEY)
     assert [(r.get("objective") or "(old)", str(r["bpp"])) for r in both] == \

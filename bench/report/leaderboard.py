@@ -130,10 +130,15 @@ def load_run(folder: Path) -> Run:
     return run
 
 
+def later_column(df: pd.DataFrame, col: str) -> pd.Series:
+    """``df[col]`` as text, with what files written before the column meant by it (LATER_COLUMNS)."""
+    value = LATER_COLUMNS[col]
+    return df[col].fillna(value).astype(str) if col in df.columns else pd.Series(value, index=df.index)
+
+
 def _with_later_columns(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows of files written before a column existed, with what they meant by it (LATER_COLUMNS)."""
-    for col, value in LATER_COLUMNS.items():
-        df[col] = df[col].fillna(value) if col in df.columns else value
+    for col in LATER_COLUMNS:
+        df[col] = later_column(df, col)
     return df
 
 
@@ -235,8 +240,7 @@ def rules(df: pd.DataFrame) -> pd.Series:
     """Each row's rate-control rule: its mode, and its objective where that is not MS-SSIM
     (``clic``, ``clic · psnr``). Rows of different rules answer different questions."""
     mode = df["mode"].fillna("").astype(str) if "mode" in df.columns else pd.Series("", index=df.index)
-    objective = (df["objective"].fillna(PRIMARY_OBJECTIVE).astype(str) if "objective" in df.columns
-                 else pd.Series(PRIMARY_OBJECTIVE, index=df.index))
+    objective = later_column(df, "objective")
     return mode.where(objective.eq(PRIMARY_OBJECTIVE), mode + " · " + objective)
 
 
