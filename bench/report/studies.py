@@ -18,10 +18,13 @@ import pandas as pd
 
 from bench.results import column_value, read_csv
 
+from .leaderboard import later_column
+
 from .html import (DASH, Cell, Column, Row, fixed, generic, integer, number, percent, row_key, share, table_html,
                    text_or_dash)
 
 MODEL_COUNT_CSV = "model_count.csv"
+OBJECTIVE_TEXT = {"msssim": "MS-SSIM", "psnr": "PSNR"}
 VERIFY_CSV = "verify.csv"
 ABLATION_PREFIX = "ablation"
 GATING_PREFIX = "gating"
@@ -89,13 +92,21 @@ def csv_html(csv_path: Path) -> str:
 
 # ----------------------------------------------------------------------------- model count
 def model_count_html(csv_path: Path) -> str:
-    """The tables (one per submission) as an HTML fragment for the dataset's report page."""
-    df = pd.read_csv(csv_path)
-    parts = [_model_count_table(str(name), g) for name, g in df.groupby("submission", sort=True)]
+    """The tables (one per submission and objective) as an HTML fragment for the dataset's report page."""
+    parts = [_model_count_table(name, OBJECTIVE_TEXT.get(obj, obj), g)
+             for name, obj, g in model_count_tables(pd.read_csv(csv_path))]
     return "".join(parts) + files_html(_siblings(csv_path))
 
 
-def _model_count_table(name: str, df: pd.DataFrame) -> str:
+def model_count_tables(df: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """(submission, objective, its rows) per model-count table, MS-SSIM first; rows written
+    before the objective column count as MS-SSIM ones (:data:`bench.results.LATER_COLUMNS`)."""
+    df = df.assign(objective=later_column(df, "objective"))
+    groups = df.groupby(["submission", "objective"], sort=True)
+    return sorted(((str(s), str(o), g) for (s, o), g in groups), key=lambda t: (t[0], t[1] != "msssim", t[1]))
+
+
+def _model_count_table(name: str, objective: str, df: pd.DataFrame) -> str:
     targets = sorted(df["target_bpp"].unique())
     head = "".join(f'<th class="num">{t:g} bpp</th>' for t in targets)
     body = []
@@ -107,8 +118,8 @@ def _model_count_table(name: str, df: pd.DataFrame) -> str:
                          f'{r["bpp"]:.4f} bpp<span class="sub">{html.escape(str(r["models_used"]))}</span></td>'
                          if r["status"] == "ok" else "<td>infeasible</td>")
         body.append(f'<tr><td class="name s1">{k}</td>{"".join(cells)}</tr>')
-    return (f"<p>{html.escape(name)}: the best subset of <i>k</i> of its models at each target, the model chosen "
-            "per image under the CLIC budget (MS-SSIM, MS-SSIM in dB; PSNR; bpp; models used). k = 1 is one "
+    return (f"<p>{html.escape(name)}, {html.escape(objective)} objective: the best subset of <i>k</i> of its models "
+            "at each target, the model chosen per image under the CLIC budget (MS-SSIM, MS-SSIM in dB; PSNR; bpp; models used). k = 1 is one "
             f'model for every image.</p><div class="scroll"><table class="data"><thead><tr><th class="s1">models'
             f'</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
 
@@ -393,5 +404,5 @@ def study_sections(dataset_dir: Path, runs: set[str], skipped: dict[str, str],
     return [(st.title, _no_run_note(st.subjects, runs, skipped) + st.html) for st in studies], named
 
 
-__all__ = ["MODEL_COUNT_CSV", "VERIFY_CSV", "Study", "ablation_html", "csv_html", "gating_html", "ladder_html", "model_count_html",
-           "study_sections", "verify_html"]
+__all__ = ["MODEL_COUNT_CSV", "OBJECTIVE_TEXT", "VERIFY_CSV", "Study", "ablation_html", "csv_html", "gating_html",
+           "ladder_html", "model_count_html", "model_count_tables", "study_sections", "verify_html"]

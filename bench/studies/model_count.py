@@ -6,8 +6,9 @@ reported. k = 1 is the single-λ setting (one model for every image); larger k l
 allocator pick per image. All encodes come from the run's cache: the table costs no coding
 when ``bench run`` has already been done for the submission (it encodes what is missing).
 
-Outputs ``reports/<dataset>/model_count.csv`` and ``model_count.md``; the HTML report
-(:mod:`bench.report.studies`) shows the table when the CSV is there.
+Outputs ``reports/<dataset>/model_count.csv`` and ``model_count.md``, one table per submission
+and objective (a PSNR-objective table sits beside the MS-SSIM one); the HTML report
+(:mod:`bench.report.studies`) shows the tables when the CSV is there.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import pandas as pd
 from bench.metrics import aggregate
 from bench.paths import REPORTS_DIR, SUBMISSIONS_DIR
 from bench.ratecontrol import rate_control
-from bench.report.studies import MODEL_COUNT_CSV
+from bench.report.studies import MODEL_COUNT_CSV, OBJECTIVE_TEXT, model_count_tables
 from bench.runner import Runner
 from bench.submission import get_submission
 
-COLUMNS = ["submission", "dataset", "target_bpp", "models", "subset", "status", "bpp", "msssim", "msssim_db",
+COLUMNS = ["submission", "dataset", "objective", "target_bpp", "models", "subset", "status", "bpp", "msssim", "msssim_db",
            "psnr", "models_used"]
 
 
@@ -54,7 +55,8 @@ def model_count_table(submission: str, dataset: str, targets: Sequence[float], c
         for subset in combinations(all_points, k):
             points = replace(sub.points, points=tuple(subset))
             for sel in rate_control(pixels, points, runner.evaluate, targets, mode="clic", objective=objective):
-                row = {"submission": sub.name, "dataset": ds.name, "target_bpp": sel.target_bpp, "models": k,
+                row = {"submission": sub.name, "dataset": ds.name, "objective": objective,
+                       "target_bpp": sel.target_bpp, "models": k,
                        "subset": " ".join(str(p) for p in subset), "status": sel.status}
                 if sel.status == "ok":
                     agg = aggregate(list(sel.chosen.values()))
@@ -90,16 +92,16 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 
 def write_model_count(df: pd.DataFrame, dataset_dir: Path) -> tuple[Path, Path]:
-    """The dataset's model-count files with this submission's table replacing its old one;
-    other submissions' tables stay (one study, a table per submission)."""
+    """The dataset's model-count files with this submission's table for this objective
+    replacing its old one; other tables stay (one study, a table per submission and objective)."""
     from bench.results import merge_rows, write_csv
 
     csv_path, md_path = dataset_dir / MODEL_COUNT_CSV, dataset_dir / "model_count.md"
-    write_csv(csv_path, merge_rows(csv_path, df.to_dict("records"), ("submission",)), COLUMNS)
-    every = pd.read_csv(csv_path)
-    parts = [f"## {name}\n\n" + to_markdown(g) for name, g in every.groupby("submission", sort=True)]
+    write_csv(csv_path, merge_rows(csv_path, df.to_dict("records"), ("submission", "objective")), COLUMNS)
+    parts = [f"## {name} ({OBJECTIVE_TEXT[obj]} objective)\n\n" + to_markdown(g)
+             for name, obj, g in model_count_tables(pd.read_csv(csv_path))]
     md_path.write_text(f"# Models allowed per image on {df['dataset'].iloc[0]}\n\n"
-                       "Best subset of k models at each target (CLIC budget, MS-SSIM objective); "
-                       "[models used]. Written by `python -m bench model-count`, one table per submission.\n\n"
-                       + "\n".join(parts))
+                       "Best subset of k models at each target (CLIC budget, the objective rate control "
+                       "maximised); [models used]. Written by `python -m bench model-count`, one table per "
+                       "submission and objective.\n\n" + "\n".join(parts))
     return csv_path, md_path

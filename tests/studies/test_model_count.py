@@ -56,7 +56,29 @@ def test_more_models_never_worse_and_one_model_is_the_shared_policy(subs, image_
     assert sorted(stored["submission"].unique()) == ["five", "other"] and len(stored) == 2 * len(df)
     assert "## five" in md_path.read_text() and "## other" in md_path.read_text()
     page = build_report(reports / "imgs")["html"].read_text()
-    assert "five: the best subset" in page and "other: the best subset" in page
+    assert "five, MS-SSIM objective: the best subset" in page and "other, MS-SSIM objective: the best subset" in page
+
+
+def test_a_psnr_table_sits_beside_the_msssim_one_and_older_rows_count_as_msssim(subs, image_folder, tmp_path):
+    reports, targets = tmp_path / "reports", [0.8, 1.5]
+    ds = f"folder:{image_folder}"
+    run_benchmark("five", ds, targets, reports_dir=reports, progress=False, submissions_root=subs)
+    by_ssim = model_count_table("five", ds, targets, (1, 2), reports_dir=reports, submissions_root=subs)
+    by_psnr = model_count_table("five", ds, targets, (1, 2), objective="psnr", reports_dir=reports,
+                                submissions_root=subs)
+    assert set(by_ssim["objective"]) == {"msssim"} and set(by_psnr["objective"]) == {"psnr"}
+    # each objective's best subset is best by its own measure
+    assert (by_psnr["psnr"].to_numpy() >= by_ssim["psnr"].to_numpy() - 1e-9).all()
+    assert (by_ssim["msssim"].to_numpy() >= by_psnr["msssim"].to_numpy() - 1e-12).all()
+    csv_path, md_path = write_model_count(by_ssim.drop(columns="objective"), reports / "imgs")  # a file from before
+    write_model_count(by_psnr, reports / "imgs")
+    stored = pd.read_csv(csv_path)
+    assert len(stored) == len(by_ssim) + len(by_psnr)
+    assert stored["objective"].fillna("msssim").value_counts().to_dict() == {"msssim": 4, "psnr": 4}
+    md = md_path.read_text()
+    assert md.index("## five (MS-SSIM objective)") < md.index("## five (PSNR objective)")
+    page = build_report(reports / "imgs")["html"].read_text()
+    assert "five, MS-SSIM objective" in page and "five, PSNR objective" in page
 
 
 def test_counts_beyond_the_models_are_refused(subs, image_folder, tmp_path):
