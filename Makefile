@@ -35,12 +35,8 @@ regress: setup  ## re-run the fast profile for every submission and compare with
 	$(PY) -m bench regress $(if $(filter 1 yes true,$(UPDATE)),--update-baseline) \
 	  $(if $(THRESHOLDS),--thresholds '$(THRESHOLDS)')
 
-# glibc returns each step's large tensors to the kernel and faults them back in (70k page
-# faults/s, half the CPU in the kernel); keeping them in the heap makes a step ~20% faster.
-KEEP_HEAP := MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000
-
 train: setup  ## train or resume SUBMISSION's recipe (submissions/$(SUBMISSION)/train.toml)
-	$(KEEP_HEAP) $(PY) -m bench train --submission $(SUBMISSION) $(if $(RUN),--run $(RUN)) $(if $(MAX_STEPS),--max-steps $(MAX_STEPS))
+	$(PY) -m bench train --submission $(SUBMISSION) $(if $(RUN),--run $(RUN)) $(if $(MAX_STEPS),--max-steps $(MAX_STEPS))
 
 # ablation: B against A model by model on DATASET (both must have been run with `make bench`)
 A ?= noise_hyperprior

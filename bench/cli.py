@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from bench.heap import keep_heap
 from bench.paths import REPORTS_DIR
 from bench.ratecontrol import MODES
 
@@ -377,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_heap()
     if getattr(args, "max_pixels", None) is not None:
         from bench.limits import set_max_pixels
 
