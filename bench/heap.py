@@ -35,3 +35,21 @@ def keep_heap() -> bool:
     except (ValueError, OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_MAX, mmap_max)) and bool(mallopt(_M_TRIM_THRESHOLD, trim))
+
+
+#: How far a joblib (loky) worker may grow past its size after its first job before loky
+#: takes it for a leaking one and replaces it (loky's own default: 300 MB). With the heap
+#: kept, a worker holds its largest job's peak, and CLIC photos differ in size by more than
+#: that: the worker was replaced every three or four jobs, reloading torch and its models
+#: each time.
+LOKY_GROWTH_ALLOWED = 64 << 30
+
+
+def keep_heap_in_loky_worker() -> None:
+    """In a loky worker whose heap is kept: let it grow to its jobs' peak without being replaced."""
+    if os.environ.get("MALLOC_MMAP_MAX_") != "0":
+        return
+    from joblib.externals.loky import process_executor
+
+    if getattr(process_executor, "_MAX_MEMORY_LEAK_SIZE", LOKY_GROWTH_ALLOWED) < LOKY_GROWTH_ALLOWED:
+        process_executor._MAX_MEMORY_LEAK_SIZE = LOKY_GROWTH_ALLOWED

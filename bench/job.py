@@ -19,6 +19,7 @@ import numpy as np
 from bench.codec import BitstreamError, Codec, JobMeasures, overhead_pct
 from bench.data import Image
 from bench.device import DeviceError, device_label
+from bench.heap import keep_heap_in_loky_worker
 from bench.limits import check_declared_size, check_pixels, job_memory
 from bench.metrics import image_metrics
 from bench.results import atomic_write_bytes
@@ -176,4 +177,6 @@ def safe_execute(sub: Submission, content_hash: str, job: Job, threads: int, fn:
 
 
 def indexed(k: int, sub: Submission, content_hash: str, job: Job, threads: int, device: str) -> tuple[int, Any]:
+    """One job in a joblib (loky) worker, with its position in the batch."""
+    keep_heap_in_loky_worker()
     return k, safe_execute(sub, content_hash, job, threads, device=device)

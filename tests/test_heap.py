@@ -41,3 +41,29 @@ def test_a_value_the_user_exported_is_kept():
                                                                           "MALLOC_TRIM_THRESHOLD_": "12345"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "12345"]
+
+
+def _grow_and_report(step: int, keep: bool) -> int:
+    """A task that leaves its worker 400 MB larger each time (a kept heap holding a bigger peak)."""
+    import time
+
+    if keep:
+        from bench.heap import keep_heap_in_loky_worker
+
+        keep_heap_in_loky_worker()
+    global _HELD
+    _HELD = bytearray((400 << 20) * step)   # what a kept heap looks like to loky: resident, not freed
+    time.sleep(1.1)                        # loky checks a worker's size at most once a second
+    return os.getpid()
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_loky_keeps_a_worker_whose_heap_is_kept(keep, monkeypatch):
+    from joblib.externals.loky import get_reusable_executor
+
+    pytest.importorskip("psutil")          # loky only checks worker sizes with psutil
+    monkeypatch.setenv("MALLOC_MMAP_MAX_", "0")
+    pool = get_reusable_executor(max_workers=1, reuse=False)   # the pool joblib's loky backend runs on
+    pids = [pool.submit(_grow_and_report, k, keep).result() for k in range(1, 4)]
+    pool.shutdown(wait=True)
+    assert (len(set(pids)) == 1) if keep else (len(set(pids)) > 1)   # loky replaced the growing worker
