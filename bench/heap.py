@@ -2,8 +2,8 @@
 
 glibc serves every allocation above its mmap threshold (a CLIC-size image's tensors, a
 network's activations) with its own ``mmap`` and ``munmap``s it when freed, so the next job
-faults the same memory back in page by page: 2.4 million minor page faults in one
-noise_hyperprior job on a 3-megapixel image, a third of the job's time spent in the kernel
+faults the same memory back in page by page: 2.5 million minor page faults in one
+noise_hyperprior job on a 3-megapixel image, which ran in 0.62× the time without them
 (``reports/load/HEAP.md``; training loses 20 % of a step the same way,
 ``reports/training/FINDINGS.md``). With mmap off and trimming out of reach, freed buffers
 stay in the heap and are reused: the process keeps its peak size, which it needed anyway.
