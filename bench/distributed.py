@@ -148,3 +148,18 @@ def dask_map(sub: Submission, content_hash: str, jobs: list[Job], scheduler: str
             fut.cancel()
         if session is None:
             _close(client, cluster)
+
+
+def restart_workers(scheduler: str | None, n_workers: int) -> None:
+    """Fresh worker processes for the next ``dask_map`` (one whose job ran out of memory takes
+    no more jobs): the open session's, or an external scheduler's; a LocalCluster started for
+    one call is gone already."""
+    session = _SESSIONS.get((scheduler, max(1, n_workers)))
+    if session:
+        session[0].restart()
+    elif scheduler:
+        client, _ = _client(scheduler, n_workers)
+        try:
+            client.restart()
+        finally:
+            client.close()

@@ -167,16 +167,38 @@ def default_threads(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
+class ProcessRetired(Exception):
+    """The job did not run: an earlier job in this process ran out of memory, and native code
+    can keep such a failure (oneDNN's process-wide primitive cache: every later convolution,
+    small images included, failed with "could not create a primitive"). The process takes no
+    more jobs; the runner gives this one to a fresh process."""
+
+
+_OUT_OF_MEMORY: list[str] = []   # the job that ran out of memory in this process, once one has
+
+
+def process_retired() -> bool:
+    """True once a job in this process has run out of memory (see :class:`ProcessRetired`)."""
+    return bool(_OUT_OF_MEMORY)
+
+
 def safe_execute(sub: Submission, content_hash: str, job: Job, threads: int, fn: Callable = execute,
                  device: str = "cpu") -> Any:
-    """``fn`` (a job, or its estimate) with any exception returned, not raised."""
+    """``fn`` (a job, or its estimate) with any exception returned, not raised; a
+    :class:`ProcessRetired`, without running it, once a job in this process ran out of memory."""
+    if _OUT_OF_MEMORY:
+        return ProcessRetired(f"process {os.getpid()} takes no more jobs: {_OUT_OF_MEMORY[0]} ran out of memory in it")
     try:
         return fn(sub, content_hash, job, threads, device)
+    except MemoryError as e:
+        _OUT_OF_MEMORY.append(f"{job.image.id} @ {point_key(job.point)}")
+        return e
     except Exception as e:  # reported per job by the caller; the run goes on
         return e
 
 
-def indexed(k: int, sub: Submission, content_hash: str, job: Job, threads: int, device: str) -> tuple[int, Any]:
-    """One job in a joblib (loky) worker, with its position in the batch."""
+def indexed(k: int, sub: Submission, content_hash: str, job: Job, threads: int, device: str,
+            fn: Callable = execute) -> tuple[int, Any]:
+    """One job (or its estimate) in a joblib (loky) worker, with its position in the batch."""
     keep_heap_in_loky_worker()
-    return k, safe_execute(sub, content_hash, job, threads, device=device)
+    return k, safe_execute(sub, content_hash, job, threads, fn, device)

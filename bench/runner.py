@@ -8,14 +8,19 @@ to the run's log at once, so an interrupted run loses at most the jobs in flight
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from bench.data import Image
 from bench.device import DeviceError, check_device
-from bench.job import Job, default_threads, device_refusal, indexed, point_key, probe, safe_execute
+from bench.job import (Job, ProcessRetired, default_threads, device_refusal, execute, indexed, point_key, probe,
+                       process_retired, safe_execute)
 from bench.results import RecordStore
 from bench.submission import Submission
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
 
 class Runner:
     """Evaluates (image id, point) pairs for one submission on one dataset, with a cache.
@@ -40,6 +45,7 @@ class Runner:
         self.jobs, self.backend, self.scheduler = max(1, jobs), backend, scheduler
         self.progress, self.log = progress, log
         self.computed = 0
+        self._pool = None                      # the loky pool of the last round, when it ran on one
         self.failures: list[str] = []
         self.failed_images: set[str] = set()   # ids of images with at least one failed job
         self.estimated = 0                     # estimates computed this time (0 on a cached re-run)
@@ -89,26 +95,26 @@ class Runner:
 
     def estimate(self, requests: list[tuple[str, Any]]) -> list[dict]:
         """Estimated records for the requested pairs (:func:`bench.job.probe`: one network pass,
-        no file), cached in ``estimates.jsonl`` and computed in this process, one at a time with
-        all the cores' threads; pairs the codec cannot estimate are evaluated for real. A failed
+        no file), cached in ``estimates.jsonl`` and computed in this process (in a worker once a
+        job ran out of memory here), one at a time with all the cores' threads; pairs the codec cannot estimate are evaluated for real. A failed
         estimate is a failed job."""
-        out, real = [], []
-        for i, p in dict.fromkeys(requests):
-            im = self.images[i]
-            rec = self.cached_estimate(i, p)
-            if rec is None:
-                rec = safe_execute(self.sub, self.content_hash, Job(im, p, Path()), default_threads(1),
-                                   fn=probe, device=self.device)
-                if isinstance(rec, BaseException):
-                    self._failed(i, p, rec)
-                    continue
-                if rec is None:
-                    real.append((i, p))
-                    continue
+        pairs = list(dict.fromkeys(requests))
+        todo = [Job(self.images[i], p, Path()) for i, p in pairs if self.cached_estimate(i, p) is None]
+        real = []
+        for job, rec in self._dispatch(todo, fn=probe, workers=1):
+            if isinstance(rec, BaseException):
+                self._failed(job.image.id, job.point, rec)
+            elif rec is None:
+                real.append((job.image.id, job.point))
+            else:
                 self.estimates.append(rec)
                 self.estimated += 1
-            self.points[i]["estimated"].add(point_key(p))
-            out.append(rec)
+        out = []
+        for i, p in pairs:
+            rec = self.cached_estimate(i, p)
+            if rec is not None:
+                self.points[i]["estimated"].add(point_key(p))
+                out.append(rec)
         return out + (self.evaluate(real) if real else [])
 
     def _run(self, jobs: list[Job]) -> Iterator[dict]:
@@ -134,23 +140,66 @@ class Runner:
         self.failed_images.add(image_id)
         self.log(f"[run] job failed: {msg}")
 
-    def _dispatch(self, jobs: list[Job]) -> Iterator[tuple[Job, Any]]:
-        if self.backend == "dask":
+    def _dispatch(self, jobs: list[Job], fn: Callable = execute, workers: int | None = None
+                  ) -> Iterator[tuple[Job, Any]]:
+        """``(job, record or exception)`` as each finishes. Jobs that a process refused because
+        an earlier job ran out of memory in it (:class:`bench.job.ProcessRetired`) go to fresh
+        worker processes in another round."""
+        workers, fresh = self.jobs if workers is None else workers, False
+        while jobs:
+            refused = []
+            for job, result in self._round(jobs, fn, workers):
+                if isinstance(result, ProcessRetired):
+                    refused.append((job, result))
+                else:
+                    yield job, result
+            if fresh and len(refused) == len(jobs):    # fresh processes refused too: do not go round again
+                yield from refused
+                return
+            # an image with a failed job is left out of the run: its other jobs are not worth a process
+            jobs = [job for job, _ in refused if job.image.id not in self.failed_images]
+            if jobs:
+                self.log(f"[run] {len(jobs)} jobs go to fresh worker processes: a job ran out of memory "
+                         "in the process that had them")
+                self._fresh_workers()
+                fresh = True
+
+    def _round(self, jobs: list[Job], fn: Callable, workers: int) -> Iterator[tuple[Job, Any]]:
+        if self.backend == "dask" and fn is execute:
             from bench.distributed import dask_map
 
-            yield from dask_map(self.sub, self.content_hash, jobs, self.scheduler, self.jobs, self.device)
-        elif self.jobs == 1:
-            threads = default_threads(self.jobs)
+            yield from dask_map(self.sub, self.content_hash, jobs, self.scheduler, workers, self.device)
+        elif workers == 1 and not process_retired():
+            threads = default_threads(1)
             for job in jobs:
-                yield job, safe_execute(self.sub, self.content_hash, job, threads, device=self.device)
-        else:
-            from joblib import Parallel, delayed
+                yield job, safe_execute(self.sub, self.content_hash, job, threads, fn, self.device)
+        else:     # loky's worker processes (joblib's pool, kept between rounds), also for one worker
+            from concurrent.futures import as_completed
 
-            par = Parallel(n_jobs=self.jobs, return_as="generator_unordered", backend="loky")
-            threads = default_threads(self.jobs)
-            calls = (delayed(indexed)(k, self.sub, self.content_hash, job, threads, self.device)
-                     for k, job in enumerate(jobs))
-            for k, result in par(calls):
-                yield jobs[k], result
+            from joblib.externals.loky import get_reusable_executor
 
+            threads = default_threads(workers)
+            # as joblib's loky backend: its idle timeout (workers, with torch and the models loaded,
+            # outlive a pause for estimates) and native thread pools sized to the job's threads
+            env = {var: str(threads) for var in _THREAD_VARS if var not in os.environ}
+            self._pool = get_reusable_executor(max_workers=workers, timeout=300, env=env)
+            futures = {self._pool.submit(indexed, k, self.sub, self.content_hash, job, threads, self.device, fn): job
+                       for k, job in enumerate(jobs)}
+            for fut in as_completed(futures):
+                try:
+                    result = fut.result()[1]
+                except Exception as e:   # the worker died (e.g. killed by the kernel): this job's failure
+                    result = e
+                yield futures[fut], result
 
+    def _fresh_workers(self) -> None:
+        """Replace the worker processes before the next round (this process, once retired,
+        hands its jobs to a worker from then on)."""
+        if self.backend == "dask":
+            from bench.distributed import restart_workers
+
+            restart_workers(self.scheduler, self.jobs)
+            return
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, kill_workers=True)
+            self._pool = None

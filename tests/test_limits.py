@@ -494,10 +494,17 @@ def test_bench_decode_refuses_a_forged_30000_square_file(real_files, tmp_path, c
     assert elapsed < 30      # model loading included; the refusal itself is timed in the fuzz batches
 
 
-def test_a_run_names_the_image_above_the_cap_and_the_one_over_its_memory_ceiling(tmp_path):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_run_names_the_image_above_the_cap_and_the_one_over_its_memory_ceiling(tmp_path, jobs):
     """A real run (the CLI, in its own process: the ceiling is a process limit) over three small
     crops, one image above the pixel cap and one whose jobs need more memory than the ceiling
-    allows: the run completes, run.json's errors name both with the reason, the rest is published."""
+    allows: the run completes, run.json's errors name both with the reason, the rest is published.
+
+    In the run's own process and in loky workers: a job that ran out of memory inside oneDNN
+    broke every later job in its process ("could not create a primitive", the small crops
+    included) until such a process took no more jobs (bench/job.py:ProcessRetired). Whether the
+    memory runs out inside oneDNN depends on the allocation pattern, which the hash seed
+    changes: seed 4 broke both settings, and without a pinned seed about one run in three broke."""
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i, name in enumerate(["kodim01.png", "kodim07.png", "kodim23.png"]):
@@ -505,9 +512,10 @@ def test_a_run_names_the_image_above_the_cap_and_the_one_over_its_memory_ceiling
     kodak = crop("kodim05.png", (0, 0, 768, 512))
     PILImage.fromarray(np.tile(kodak, (2, 2, 1))[:1024, :1024]).save(folder / "hungry.png")     # 1 MP
     PILImage.fromarray(np.tile(kodak, (3, 3, 1))[:1200, :1500]).save(folder / "toobig.png")    # 1.8 MP
-    env = {**os.environ, MAX_PIXELS_ENV: "1500000", JOB_MEMORY_ENV: "200M", "BENCH_THREADS": "1"}
+    env = {**os.environ, MAX_PIXELS_ENV: "1500000", JOB_MEMORY_ENV: "200M", "BENCH_THREADS": "1",
+           "PYTHONHASHSEED": "4"}
     p = subprocess.run([sys.executable, "-m", "bench", "run", "-s", "noise_hyperprior", "-d", f"folder:{folder}",
-                        "--targets", "0.3", "--reports", str(tmp_path / "r"), "--no-progress"],
+                        "--targets", "0.3", "--jobs", str(jobs), "--reports", str(tmp_path / "r"), "--no-progress"],
                        capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     run = json.loads(next((tmp_path / "r").rglob("runs/noise_hyperprior/run.json")).read_text())
@@ -516,7 +524,7 @@ def test_a_run_names_the_image_above_the_cap_and_the_one_over_its_memory_ceiling
     assert "hungry @ " in errors and "MemoryError: hungry: ran out of memory under the job's ceiling" in errors
     assert JOB_MEMORY_ENV in errors
     assert "toobig: left out" in errors and "hungry: left out" in errors
-    assert not any(f"small{i}" in errors for i in range(3))
+    assert not any(f"small{i}" in errors for i in range(3)) and "could not create a primitive" not in errors
     rows = read_csv(next((tmp_path / "r").rglob("runs/noise_hyperprior/rows.csv")))
     assert rows and all(r["status"] == "ok" and int(r["images"]) == 3 for r in rows)
 
