@@ -197,8 +197,7 @@ def safe_execute(sub: Submission, content_hash: str, job: Job, threads: int, fn:
         return e
 
 
-def indexed(k: int, sub: Submission, content_hash: str, job: Job, threads: int, device: str,
-            fn: Callable = execute) -> tuple[int, Any]:
-    """One job (or its estimate) in a joblib (loky) worker, with its position in the batch."""
+def in_worker(sub: Submission, content_hash: str, job: Job, threads: int, device: str, fn: Callable = execute) -> Any:
+    """One job (or its estimate) in a loky worker: :func:`safe_execute` with the worker's heap kept."""
     keep_heap_in_loky_worker()
-    return k, safe_execute(sub, content_hash, job, threads, fn, device)
+    return safe_execute(sub, content_hash, job, threads, fn, device)

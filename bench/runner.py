@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 
 from bench.data import Image
 from bench.device import DeviceError, check_device
-from bench.job import (Job, ProcessRetired, default_threads, device_refusal, execute, indexed, point_key, probe,
+from bench.job import (Job, ProcessRetired, default_threads, device_refusal, execute, in_worker, point_key, probe,
                        process_retired, safe_execute)
 from bench.results import RecordStore
 from bench.submission import Submission
@@ -96,8 +96,8 @@ class Runner:
     def estimate(self, requests: list[tuple[str, Any]]) -> list[dict]:
         """Estimated records for the requested pairs (:func:`bench.job.probe`: one network pass,
         no file), cached in ``estimates.jsonl`` and computed in this process (in a worker once a
-        job ran out of memory here), one at a time with all the cores' threads; pairs the codec cannot estimate are evaluated for real. A failed
-        estimate is a failed job."""
+        job ran out of memory here), one at a time with all the cores' threads; pairs the codec
+        cannot estimate are evaluated for real. A failed estimate is a failed job."""
         pairs = list(dict.fromkeys(requests))
         todo = [Job(self.images[i], p, Path()) for i, p in pairs if self.cached_estimate(i, p) is None]
         real = []
@@ -183,11 +183,11 @@ class Runner:
             # outlive a pause for estimates) and native thread pools sized to the job's threads
             env = {var: str(threads) for var in _THREAD_VARS if var not in os.environ}
             self._pool = get_reusable_executor(max_workers=workers, timeout=300, env=env)
-            futures = {self._pool.submit(indexed, k, self.sub, self.content_hash, job, threads, self.device, fn): job
-                       for k, job in enumerate(jobs)}
+            futures = {self._pool.submit(in_worker, self.sub, self.content_hash, job, threads, self.device, fn): job
+                       for job in jobs}
             for fut in as_completed(futures):
                 try:
-                    result = fut.result()[1]
+                    result = fut.result()
                 except Exception as e:   # the worker died (e.g. killed by the kernel): this job's failure
                     result = e
                 yield futures[fut], result
