@@ -161,11 +161,15 @@ class Runner:
             if jobs:
                 self.log(f"[run] {len(jobs)} jobs go to fresh worker processes: a job ran out of memory "
                          "in the process that had them")
-                self._fresh_workers()
+                self._fresh_workers(fn)
                 fresh = True
 
+    def _on_dask(self, fn: Callable) -> bool:
+        """Coded jobs go to Dask with ``backend="dask"``; estimates never do."""
+        return self.backend == "dask" and fn is execute
+
     def _round(self, jobs: list[Job], fn: Callable, workers: int) -> Iterator[tuple[Job, Any]]:
-        if self.backend == "dask" and fn is execute:
+        if self._on_dask(fn):
             from bench.distributed import dask_map
 
             yield from dask_map(self.sub, self.content_hash, jobs, self.scheduler, workers, self.device)
@@ -192,10 +196,10 @@ class Runner:
                     result = e
                 yield futures[fut], result
 
-    def _fresh_workers(self) -> None:
-        """Replace the worker processes before the next round (this process, once retired,
-        hands its jobs to a worker from then on)."""
-        if self.backend == "dask":
+    def _fresh_workers(self, fn: Callable) -> None:
+        """Replace the worker processes that ran ``fn``'s last round before the next one (this
+        process, once retired, hands its jobs to a worker from then on)."""
+        if self._on_dask(fn):
             from bench.distributed import restart_workers
 
             restart_workers(self.scheduler, self.jobs)
