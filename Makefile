@@ -11,10 +11,14 @@ BACKEND ?= joblib
 PROBE ?= none
 SCHEDULER ?=
 DEVICE ?= cpu
+NO_SANDBOX ?=
+SANDBOX_FLAG = $(if $(filter 1 yes true,$(NO_SANDBOX)),--no-sandbox)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup bench test train report list benchmark load profile regress ablation ladder gating gpu-check costs
+.PHONY: setup sandbox-tool bench test test-fast lint train report list benchmark load profile regress ablation ladder \
+	gating gpu-check costs
 
-setup: .venv/.installed
+setup: .venv/.installed sandbox-tool
 
 .venv/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -22,18 +26,32 @@ setup: .venv/.installed
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# submissions run sandboxed with bubblewrap (docs/sandbox.md): Debian's package, installed once
+sandbox-tool:
+	@command -v bwrap >/dev/null || { echo "installing bubblewrap (the sandbox submissions run in)"; \
+	  $(SUDO) apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap; }; } || \
+	  { echo "could not install bubblewrap: install it (apt-get install bubblewrap) or run with NO_SANDBOX=1"; exit 1; }
+
 bench: setup  ## benchmark SUBMISSION on DATASET at TARGETS; report in reports/$(DATASET)/
 	$(PY) -m bench run --submission $(SUBMISSION) --dataset $(DATASET) --targets $(TARGETS) \
-	  --mode $(MODE) --objective $(OBJECTIVE) --jobs $(JOBS) --backend $(BACKEND) --probe $(PROBE) --device $(DEVICE) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+	  --mode $(MODE) --objective $(OBJECTIVE) --jobs $(JOBS) --backend $(BACKEND) --probe $(PROBE) --device $(DEVICE) \
+	  $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(SANDBOX_FLAG)
 
 test: setup  ## the test suite (what CI runs)
 	$(PY) -m pytest -q
+
+test-fast: setup  ## the unit tests: no runs' child processes, browsers, clusters or training (under 2 minutes)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup  ## ruff over the whole tree (ruff.toml)
+	$(PY) -m ruff check .
 
 # regress: the CI regression gate (bench/regress.py). UPDATE=1 rewrites reports/baselines/fast/*.json
 # deliberately; THRESHOLDS=bd_rate:+1%,msssim:-0.001,psnr:-0.05 overrides limits.
 regress: setup  ## re-run the fast profile for every submission and compare with the stored baselines
 	$(PY) -m bench regress $(if $(filter 1 yes true,$(UPDATE)),--update-baseline) \
-	  $(if $(THRESHOLDS),--thresholds '$(THRESHOLDS)')
+	  $(if $(THRESHOLDS),--thresholds '$(THRESHOLDS)') $(SANDBOX_FLAG)
 
 train: setup  ## train or resume SUBMISSION's recipe (submissions/$(SUBMISSION)/train.toml)
 	$(PY) -m bench train --submission $(SUBMISSION) $(if $(RUN),--run $(RUN)) $(if $(MAX_STEPS),--max-steps $(MAX_STEPS))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench.heap import keep_heap
 from bench.paths import REPORTS_DIR
+from bench.quiet import quiet_third_party
 from bench.ratecontrol import MODES
 
 
@@ -44,6 +45,13 @@ def _pixels(text: str) -> int:
 
 
 MAX_PIXELS_HELP = "refuse files and images above this many pixels (default 67108864 = 8192², or $BENCH_MAX_PIXELS)"
+NO_SANDBOX_HELP = ("run the codec's processes without the sandbox (bubblewrap), e.g. where namespaces are "
+                   "forbidden; every row this produces says sandbox=off (docs/sandbox.md)")
+
+
+def _no_sandbox(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-sandbox", action="store_true", default=os.environ.get("NO_SANDBOX", "") not in ("", "0"),
+                   help=NO_SANDBOX_HELP + "; default: $NO_SANDBOX")
 
 
 def _fmt(x) -> str:
@@ -69,8 +77,9 @@ def cmd_list(args) -> int:
     from bench.submission import discover
 
     print("submissions:")
-    for name, sub in discover(include_training=True).items():
-        tag = " [training: no weights yet]" if sub.status == "training" else ""
+    for name, sub in discover(include_unready=True).items():
+        tag = {"training": " [training: no weights yet]",
+               "external": " [external weights: see its README]"}.get(sub.status, "")
         print(f"  {name:<26} {sub.description}{tag}")
         ranges = [f"{ds} {r}" for ds in RANGE_DATASETS if (r := _bpp_range(Path(args.reports), ds, name))]
         if ranges:
@@ -89,7 +98,8 @@ def cmd_run(args) -> int:
 
     res = run_benchmark(args.submission, args.dataset, args.targets, args.mode, args.objective, args.jobs,
                         args.limit, Path(args.reports), args.backend, args.scheduler, progress=not args.no_progress,
-                        allow_16bit=args.allow_16bit, probe=args.probe, device=args.device)
+                        allow_16bit=args.allow_16bit, probe=args.probe, device=args.device,
+                        sandboxed=not args.no_sandbox)
     build_report(res.run_dir.parent.parent)
     print(f"\n{args.submission} on {args.dataset}: {res.computed} jobs encoded, {res.estimated} points estimated, "
           f"{res.seconds:.1f} s")
@@ -123,7 +133,8 @@ def cmd_decode(args) -> int:
         from bench.data import open_dataset
 
         expected = {im.id: (im.height, im.width) for im in open_dataset(args.dataset).images()}
-    n = decode_folder(Path(args.bitstreams), args.submission, Path(args.out), expected, args.device)
+    n = decode_folder(Path(args.bitstreams), args.submission, Path(args.out), expected, args.device,
+                      sandboxed=not args.no_sandbox)
     print(f"decoded {n} files into {args.out}")
     return 0
 
@@ -139,7 +150,7 @@ def _differs(bit_identical: str) -> bool:
 def cmd_verify(args) -> int:
     from bench.verify import verify_dataset
 
-    rows = verify_dataset(Path(args.reports), args.dataset, args.submission)
+    rows = verify_dataset(Path(args.reports), args.dataset, args.submission, sandboxed=not args.no_sandbox)
     bad = [r for r in rows if r["files"] != r["images"] or r["bytes_on_disk"] != r["bytes_reported"]
            or r["psnr_diff_db"] > 0.01 or _differs(r["bit_identical"])]
     for r in rows:
@@ -270,6 +281,7 @@ def _add_run(sp) -> None:
                    help="where learned codecs run their networks: cpu, cuda or cuda:N (entropy coding stays on "
                         "the CPU; default: $DEVICE or cpu)")
     r.add_argument("--backend", choices=["joblib", "dask"], default="joblib")
+    _no_sandbox(r)
     r.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
     _reports(r)
     r.add_argument("--no-progress", action="store_true")
@@ -292,11 +304,13 @@ def _add_files(sp) -> None:
     d.add_argument("--max-pixels", type=_pixels, help=MAX_PIXELS_HELP)
     d.add_argument("--device", default=os.environ.get("DEVICE", "cpu"),
                    help="where the networks run (a file decodes on the kind of device it was coded on)")
+    _no_sandbox(d)
     d.set_defaults(fn=cmd_decode)
     v = sp.add_parser("verify", help="decode every row's bitstreams and recompute its bytes and metrics")
     _dataset(v)
     v.add_argument("--submission", "-s", action="append", help="only this submission's rows (repeatable)")
     v.add_argument("--max-pixels", type=_pixels, help=MAX_PIXELS_HELP)
+    _no_sandbox(v)
     _reports(v)
     v.set_defaults(fn=cmd_verify)
 
@@ -362,6 +376,7 @@ def _add_regress(sp) -> None:
     g.add_argument("--json", help="also write the JSON verdict here (always written to the profile's work folder)")
     g.add_argument("--no-report", action="store_true", help="skip the HTML report section")
     g.add_argument("--verbose", "-v", action="store_true", help="show every check in the table")
+    _no_sandbox(g)
     g.set_defaults(fn=cmd_regress)
 
 
@@ -379,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_heap()
+    quiet_third_party()
     if getattr(args, "max_pixels", None) is not None:
         from bench.limits import set_max_pixels
 

@@ -8,10 +8,9 @@ of them. Operating points are either a discrete list of labels or a continuous k
 from __future__ import annotations
 
 import math
-
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -87,7 +86,8 @@ class JobMeasures:
     size, for the rate-overhead columns). ``*_net_s`` / ``*_coder_s``: encode and decode time
     split into the network and the entropy coder (seconds; the harness times the whole
     call itself). ``eff_*_macs``: MACs this image really cost (a channel-gated model skips
-    channels); ``dense_*_macs``: the same network with every channel active.
+    channels); ``dense_*_macs``: the same network with every channel active. An encoder
+    fills the ``enc`` fields and ``est_bits``, a decoder the ``dec`` ones.
     """
 
     est_bits: float | None = None
@@ -105,9 +105,58 @@ class JobMeasures:
         return {k: float(v) for k, v in asdict(self).items() if v is not None}
 
     @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> "JobMeasures":
+    def from_record(cls, rec: Mapping[str, Any]) -> JobMeasures:
         """The measures stored in a job record (absent fields stay None)."""
         return cls(**{f.name: rec[f.name] for f in fields(cls) if rec.get(f.name) is not None})
+
+    def merged(self, other: JobMeasures) -> JobMeasures:
+        """These measures with ``other``'s filled fields on top (an encode's and its decode's)."""
+        return replace(self, **{k: v for k, v in asdict(other).items() if v is not None})
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """What :meth:`Codec.encode` may return instead of bare bytes: the file and what the
+    encoder measured on the way."""
+
+    data: bytes
+    measures: JobMeasures = JobMeasures()
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What :meth:`Codec.decode` may return instead of a bare array: the uint8 H×W×3 pixels
+    and what the decoder measured on the way."""
+
+    pixels: np.ndarray
+    measures: JobMeasures = JobMeasures()
+
+
+def as_encoded(result: bytes | bytearray | Encoded, who: str) -> Encoded:
+    """An encode's result as :class:`Encoded` (TypeError naming ``who`` for anything else)."""
+    if isinstance(result, (bytes, bytearray)):
+        result = Encoded(bytes(result))
+    if not isinstance(result, Encoded) or not isinstance(result.data, (bytes, bytearray)) or not result.data:
+        raise TypeError(f"{who}: encode must return non-empty bytes or bench.codec.Encoded, "
+                        f"got {type(result).__name__}")
+    if not isinstance(result.measures, JobMeasures):
+        raise TypeError(f"{who}: Encoded.measures must be bench.codec.JobMeasures, "
+                        f"got {type(result.measures).__name__}")
+    return result if isinstance(result.data, bytes) else Encoded(bytes(result.data), result.measures)
+
+
+def as_decoded(result: np.ndarray | Decoded, who: str) -> Decoded:
+    """A decode's result as :class:`Decoded` with uint8 pixels (other dtypes rounded and
+    clipped, as an 8-bit image would be written)."""
+    if not isinstance(result, Decoded):
+        result = Decoded(result)
+    if not isinstance(result.measures, JobMeasures):
+        raise TypeError(f"{who}: Decoded.measures must be bench.codec.JobMeasures, "
+                        f"got {type(result.measures).__name__}")
+    pixels = np.asarray(result.pixels)
+    if pixels.dtype != np.uint8:
+        pixels = np.clip(np.round(pixels.astype(np.float64)), 0, 255).astype(np.uint8)
+    return Decoded(pixels, result.measures)
 
 
 @dataclass(frozen=True)
@@ -173,8 +222,11 @@ class Codec(ABC):
     """Base class of every submission's codec (template: subclasses fill two methods).
 
     ``params`` are the manifest's ``[params]`` table; ``root`` is the submission folder (for
-    weights). Subclasses must decode from the bytes alone: no state may pass from encode to
-    decode except through the bitstream.
+    weights). The contract is stateless: ``encode`` and ``decode`` run in different processes
+    (each sandboxed, :mod:`bench.sandbox`), so nothing passes from an encode to its decode
+    except the file's bytes, and what a call measured travels back in its result
+    (:class:`Encoded`, :class:`Decoded`). ``docs/codec-contract.md`` lists every hook.
+    A subclass's ``__init__`` calls ``super().__init__(params, root)`` first.
     """
 
     #: Device kinds the codec's networks can run on (:mod:`bench.device`); the harness calls
@@ -192,12 +244,14 @@ class Codec(ABC):
         self.device = device
 
     @abstractmethod
-    def encode(self, image: np.ndarray, point: Any) -> bytes:
-        """uint8 H×W×3 RGB → the complete file's bytes at operating point ``point``."""
+    def encode(self, image: np.ndarray, point: Any) -> bytes | Encoded:
+        """uint8 H×W×3 RGB → the complete file's bytes at operating point ``point`` (or an
+        :class:`Encoded`: the bytes with what the encoder measured)."""
 
     @abstractmethod
-    def decode(self, data: bytes) -> np.ndarray:
-        """The file's bytes → uint8 H×W×3 RGB; raises :class:`BitstreamError` on bad bytes."""
+    def decode(self, data: bytes) -> np.ndarray | Decoded:
+        """The file's bytes → uint8 H×W×3 RGB (or a :class:`Decoded`: the pixels with what the
+        decoder measured); raises :class:`BitstreamError` on bad bytes."""
 
     def declared_size(self, data: bytes) -> tuple[int, int] | None:
         """Optional: the (height, width) the file claims, read from its header without decoding
@@ -209,11 +263,6 @@ class Codec(ABC):
     def versions(self) -> dict[str, str]:
         """Library versions that change the bitstream; part of the results cache key."""
         return {}
-
-    def measure(self, image: np.ndarray, point: Any, data: bytes) -> JobMeasures:
-        """Optional: what the codec knows of the job it just ran (called after ``decode``, in
-        the same process, with the image, point and file of that job)."""
-        return JobMeasures()
 
     def estimate(self, image: np.ndarray, point: Any) -> Estimate | None:
         """Optional: a cheap estimate of ``point`` on ``image`` (e.g. one network pass with

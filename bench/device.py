@@ -12,10 +12,13 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from bench.codec import BitstreamError
+
+if TYPE_CHECKING:   # torch is imported where it is used: a classical codec's worker never loads it
+    import torch
+    from torch import nn
 
 DEVICES = ("cpu", "cuda")
 
@@ -36,6 +39,8 @@ def check_device(name: str) -> str:
     if kind not in DEVICES or (":" in name and not name.split(":", 1)[1].isdigit()):
         raise DeviceError(f"unknown device {name!r}; use one of {DEVICES} (or cuda:N for the N-th GPU)")
     if kind == "cuda":
+        import torch
+
         if not torch.cuda.is_available():
             raise DeviceError(f"--device {name}: torch sees no CUDA device on this machine "
                               f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); use --device cpu")
@@ -46,9 +51,16 @@ def check_device(name: str) -> str:
     return name
 
 
+def device_refusal(name: str, devices: tuple[str, ...], device: str) -> str:
+    """Why a codec does not run on ``device``, and which ``--device`` it does run with."""
+    return f"{name} runs on {' or '.join(devices)} only, not on {device}; run it with --device {devices[0]}"
+
+
 def device_label(device: str, threads: int) -> str:
     """Where a job's networks ran: ``cpu (N threads)`` or ``cuda (<GPU name>)``."""
     if device.startswith("cuda"):
+        import torch
+
         return f"cuda ({torch.cuda.get_device_name(torch.device(device))})"
     return f"cpu ({threads} threads)"
 
@@ -58,6 +70,8 @@ def network_clock(modules: Iterable[nn.Module], device: str) -> Iterator[list[fl
     """Seconds spent inside ``modules`` during the block, summed into the one-element list it
     yields (filled when the block ends). CPU: the wall clock around each call. CUDA: an event
     pair around each call, read after a synchronise (GPU time, not launch time)."""
+    import torch
+
     spent: list[float] = [0.0]
     cuda = device.startswith("cuda")
     started: dict[int, object] = {}

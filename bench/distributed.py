@@ -22,8 +22,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:   # bench.job imports torch: keep ``SchedulerError`` cheap to import
-    from bench.job import Job
-    from bench.submission import Submission
+    from bench.job import Job, JobContext
 
 CONNECT_TIMEOUT_S = 10.0
 
@@ -36,11 +35,12 @@ def _connect_timeout() -> float:
     return float(os.environ.get("BENCH_DASK_TIMEOUT", CONNECT_TIMEOUT_S))
 
 
-def _run_job(sub: Submission, content_hash: str, image, point: Any, path, threads: int, device: str) -> Any:
-    """On a worker: one job; an exception comes back as the result (reported per job)."""
+def _run_job(ctx: JobContext, image, point: Any, path) -> Any:
+    """On a worker: one job, its codec in that worker's own sandboxed processes; an exception
+    comes back as the result (reported per job)."""
     from bench.job import Job, safe_execute
 
-    return safe_execute(sub, content_hash, Job(image, point, path), threads, device=device)
+    return safe_execute(ctx, Job(image, point, path))
 
 
 def _client(scheduler: str | None, n_workers: int):
@@ -96,8 +96,8 @@ def _close(client, cluster) -> None:
         cluster.close()
 
 
-def dask_map(sub: Submission, content_hash: str, jobs: list[Job], scheduler: str | None = None,
-             n_workers: int = 1, device: str = "cpu") -> Iterator[tuple[Job, Any]]:
+def dask_map(ctx: JobContext, jobs: list[Job], scheduler: str | None = None,
+             n_workers: int = 1) -> Iterator[tuple[Job, Any]]:
     """Run ``jobs`` on Dask and yield ``(job, record or exception)`` as each one finishes.
 
     ``scheduler=None`` starts a LocalCluster of ``n_workers`` single-threaded worker processes
@@ -107,6 +107,8 @@ def dask_map(sub: Submission, content_hash: str, jobs: list[Job], scheduler: str
     """
     if not jobs:
         return
+    from dataclasses import replace
+
     from dask.distributed import as_completed
 
     from bench.job import default_threads
@@ -115,6 +117,7 @@ def dask_map(sub: Submission, content_hash: str, jobs: list[Job], scheduler: str
     # torch threads per job: BENCH_THREADS, else this machine's cores shared among the local
     # workers; a remote cluster's cores are unknown here, so one thread unless told otherwise
     threads = default_threads(n_workers) if scheduler is None or os.environ.get("BENCH_THREADS") else 1
+    ctx = replace(ctx, threads=threads)
     session = _SESSIONS.get((scheduler, n_workers))
     if session is None:
         client, cluster = _client(scheduler, n_workers)
@@ -129,8 +132,8 @@ def dask_map(sub: Submission, content_hash: str, jobs: list[Job], scheduler: str
             if job.image.id not in scattered:
                 scattered[job.image.id] = client.scatter(job.image, hash=False)
         for job in jobs:
-            fut = client.submit(_run_job, sub, content_hash, scattered[job.image.id], job.point, job.path,
-                                threads, device, key=f"bench-{sub.name}-{job.image.id}-{uuid.uuid4().hex}", pure=False)
+            fut = client.submit(_run_job, ctx, scattered[job.image.id], job.point, job.path,
+                                key=f"bench-{ctx.sub.name}-{job.image.id}-{uuid.uuid4().hex}", pure=False)
             futures[fut] = job
         for fut in as_completed(list(futures), loop=client.loop):
             job = futures.pop(fut)
@@ -149,17 +152,3 @@ def dask_map(sub: Submission, content_hash: str, jobs: list[Job], scheduler: str
         if session is None:
             _close(client, cluster)
 
-
-def restart_workers(scheduler: str | None, n_workers: int) -> None:
-    """Fresh worker processes for the next ``dask_map`` (one whose job ran out of memory takes
-    no more jobs): the open session's, or an external scheduler's; a LocalCluster started for
-    one call is gone already."""
-    session = _SESSIONS.get((scheduler, max(1, n_workers)))
-    if session:
-        session[0].restart()
-    elif scheduler:
-        client, _ = _client(scheduler, n_workers)
-        try:
-            client.restart()
-        finally:
-            client.close()

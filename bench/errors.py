@@ -4,7 +4,9 @@ from bench.codec import BitstreamError
 from bench.data import DatasetError
 from bench.device import DeviceError
 from bench.registry import RegistryError
+from bench.sandbox.policy import SandboxUnavailable
 from bench.submission import SubmissionError
 from bench.train.recipe import RecipeError
 
-USER_ERRORS = (BitstreamError, DatasetError, DeviceError, RegistryError, SubmissionError, RecipeError, FileNotFoundError)
+USER_ERRORS = (BitstreamError, DatasetError, DeviceError, RegistryError, SubmissionError, RecipeError, FileNotFoundError,
+               SandboxUnavailable)

@@ -180,7 +180,8 @@ def _bitstream_dir(row: dict) -> Path:
 
 
 def measure(name: str, profile: Profile, folder: Path, images: dict, work_dir: Path,
-            submissions_root: Path = SUBMISSIONS_DIR, log: Callable[[str], None] = print) -> dict:
+            submissions_root: Path = SUBMISSIONS_DIR, log: Callable[[str], None] = print,
+            sandboxed: bool = True) -> dict:
     """Run one submission on the profile in a fresh run folder; the snapshot a baseline stores."""
     from bench.run import run_benchmark
     from bench.submission import get_submission
@@ -193,7 +194,8 @@ def measure(name: str, profile: Profile, folder: Path, images: dict, work_dir: P
     t0 = time.perf_counter()
     res = run_benchmark(name, f"folder:{folder}", targets=list(profile.targets), mode=profile.mode,
                         objective=profile.objective, jobs=profile.jobs, reports_dir=Path(work_dir),
-                        progress=False, log=data_log.append, probe="none", submissions_root=Path(submissions_root))
+                        progress=False, log=data_log.append, probe="none", submissions_root=Path(submissions_root),
+                        sandboxed=sandboxed)
     wall = time.perf_counter() - t0
     info = json.loads((res.run_dir / "run.json").read_text())
     rd = [{"point": r["point"], "bytes": int(r["bytes"]), "bpp": as_float(r["bpp"]), "psnr": as_float(r["psnr"]),
@@ -216,7 +218,7 @@ def measure(name: str, profile: Profile, folder: Path, images: dict, work_dir: P
         "rd": rd, "targets": targets, "errors": list(res.errors),
         "timings": {"wall_s": round(wall, 2), "encodes": res.computed,
                     "note": "reported only; never compared against a threshold"},
-        "run": {k: info.get(k) for k in ("date", "commit", "environment", "packages", "device")},
+        "run": {k: info.get(k) for k in ("date", "commit", "environment", "packages", "device", "sandbox")},
     })
 
 
@@ -407,13 +409,14 @@ def write_baseline(path: Path, snapshot: dict) -> None:
 
 
 def _gate_one(name: str, prof: Profile, folder: Path, images: dict, work: Path, base_dir: Path,
-              thr: dict[str, float], update: bool, submissions_root: Path, log: Callable[[str], None]) -> SubmissionVerdict:
+              thr: dict[str, float], update: bool, submissions_root: Path, log: Callable[[str], None],
+              sandboxed: bool = True) -> SubmissionVerdict:
     """Run one submission on the profile and judge it against its baseline (or write the baseline)."""
     s0 = time.perf_counter()
     path = base_dir / f"{name}.json"
     rel = str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
     try:
-        cur = measure(name, prof, folder, images, work, submissions_root, log)
+        cur = measure(name, prof, folder, images, work, submissions_root, log, sandboxed)
     except Exception as e:  # noqa: BLE001 - a submission that cannot run is a gate failure, not a crash
         sv = SubmissionVerdict(name, status="error", baseline_path=rel)
         last = traceback.format_exception_only(type(e), e)[-1].strip()
@@ -457,7 +460,7 @@ def _report(verdict: Verdict, dataset_dir: Path, log: Callable[[str], None]) -> 
 def run_gate(profile: str | Profile = "fast", submissions: Iterable[str] | None = None, *, update: bool = False,
              thresholds: str | dict | None = None, baselines_dir: Path = BASELINES_DIR,
              work_dir: Path | None = None, submissions_root: Path = SUBMISSIONS_DIR, report: bool = True,
-             log: Callable[[str], None] = print) -> Verdict:
+             log: Callable[[str], None] = print, sandboxed: bool = True) -> Verdict:
     """Run the gate (or, with ``update``, rewrite the baselines) and return the verdict; also
     writes ``verdict.json`` and, with ``report``, the HTML section into the work folder."""
     from bench.submission import discover, get_submission
@@ -471,16 +474,18 @@ def run_gate(profile: str | Profile = "fast", submissions: Iterable[str] | None 
     names = list(submissions) if submissions else available
     for n in names:
         get_submission(n, Path(submissions_root))   # unknown: "did you mean"; still training: says so
-    training = sorted(set(discover(Path(submissions_root), include_training=True)) - set(available))
-    if training and not submissions:
-        log(f"[regress] skipped (status = \"training\" in the manifest, no weights yet): {', '.join(training)}")
+    unready = {n: s.status for n, s in discover(Path(submissions_root), include_unready=True).items()
+               if n not in available}
+    if unready and not submissions:
+        log("[regress] skipped (status \"training\": no weights yet; \"external\": weights from outside the "
+            f"repository): {', '.join(f'{n} ({st})' for n, st in sorted(unready.items()))}")
     folder, images = materialise(prof, work)
     runs = work / prof.dataset_name / "runs"
     if runs.is_dir():
         shutil.rmtree(runs)   # the report then shows exactly this gate run
     log(f"[regress] profile {prof.name}: {len(images)} images in {folder}, targets "
         f"{', '.join(f'{t:g}' for t in prof.targets)} ({prof.mode}); baselines in {base_dir}")
-    verdicts = [_gate_one(name, prof, folder, images, work, base_dir, thr, update, submissions_root, log)
+    verdicts = [_gate_one(name, prof, folder, images, work, base_dir, thr, update, submissions_root, log, sandboxed)
                 for name in names]
     stale = sorted(p.stem for p in base_dir.glob("*.json") if p.stem not in available) if base_dir.is_dir() else []
     bad = [v for v in verdicts if v.status in ("fail", "missing", "error")]
@@ -627,7 +632,8 @@ def main(args) -> int:
     """``python -m bench regress``: print the table, write the verdict; 0 pass, 1 regression or missing baseline."""
     verdict = run_gate(args.profile, args.submission or None, update=args.update_baseline,
                        thresholds=args.thresholds, baselines_dir=Path(args.baselines),
-                       report=not args.no_report, log=lambda m: print(m, file=sys.stderr, flush=True))
+                       report=not args.no_report, log=lambda m: print(m, file=sys.stderr, flush=True),
+                       sandboxed=not args.no_sandbox)
     print(format_table(verdict, verbose=args.verbose))
     if args.json:
         atomic_write_text(Path(args.json), json.dumps(_clean(verdict.to_json()), indent=1) + "\n")

@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 # codecs add more to rows.csv (complexity, rate overhead), which readers carry through.
 ROW_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "objective", "status", "images", "bytes",
                "budget_bytes", "bpp", "psnr", "msssim", "msssim_db", "psnr_mean", "msssim_mean", "enc_s", "dec_s",
-               "device", "bitstreams", "lowest_bpp", "note", "date", "commit"]
+               "device", "sandbox", "bitstreams", "lowest_bpp", "note", "date", "commit"]
 PER_IMAGE_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "objective", "image_id", "point", "bytes", "bpp",
                      "psnr", "msssim", "msssim_db", "enc_s", "dec_s", "file", "decoded_sha256", "est_bits",
                      "overhead_pct", "points_estimated", "points_coded"]

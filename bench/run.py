@@ -13,15 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.budget_note import budget_note
-from bench.codec import Codec, JobMeasures, measure_columns
+from bench.codec import JobMeasures, measure_columns
 from bench.data import Dataset, DatasetError, Image, open_dataset
 from bench.metrics import aggregate
 from bench.paths import REPO_ROOT, REPORTS_DIR, SUBMISSIONS_DIR
 from bench.ratecontrol import Selection, rate_control
 from bench.results import (PER_IMAGE_COLUMNS, RD_COLUMNS, ROW_COLUMNS, ROW_KEY, merge_rows, run_info, write_csv,
                            write_json)
-from bench.job import point_key
+from bench.cachekey import point_key
+from bench.records import JobsFailed
 from bench.runner import Runner
+from bench.sandbox.client import RemoteCodec
 from bench.submission import Submission, get_submission
 
 DEFAULT_TARGETS = (0.075, 0.15, 0.3)
@@ -78,11 +80,11 @@ def _publish(sel: Selection, run_dir: Path, images: list[Image]) -> Path:
 
 
 def _row(sub: Submission, dataset: str, sel: Selection, images: list[Image], folder: Path | None,
-         info: dict, device: str) -> dict:
+         info: dict, device: str, sandbox: str) -> dict:
     row = {"submission": sub.name, "dataset": dataset, "target_bpp": sel.target_bpp, "mode": sel.mode,
            "objective": sel.objective, "status": sel.status, "images": len(images), "budget_bytes": sel.budget_bytes,
            "lowest_bpp": sel.lowest_bpp, "note": sel.note, "date": info["date"], "commit": info["commit"],
-           "device": device}
+           "device": device, "sandbox": sandbox}
     if sel.status == "ok":
         recs = [sel.chosen[im.id] for im in images]
         s = aggregate(recs)
@@ -96,12 +98,13 @@ def _row(sub: Submission, dataset: str, sel: Selection, images: list[Image], fol
     return row
 
 
-def learned_columns(codec: Codec, sel: Selection, images: list[Image]) -> dict:
+def learned_columns(codec: RemoteCodec, sel: Selection, images: list[Image]) -> dict:
     """Complexity and rate-accounting columns for codecs that report them (learned ones):
-    the codec's :class:`~bench.codec.Complexity` per image and the :class:`~bench.codec.JobMeasures`
-    stored in each chosen record, summed up by :func:`bench.codec.measure_columns`."""
+    the codec's :class:`~bench.codec.Complexity` per image (asked of its sandboxed encoder in
+    one request) and the :class:`~bench.codec.JobMeasures` stored in each chosen record,
+    summed up by :func:`bench.codec.measure_columns`."""
     recs = [sel.chosen[im.id] for im in images]
-    costs = [codec.complexity(r["point"], im.height, im.width) for r, im in zip(recs, images)]
+    costs = codec.complexity([(r["point"], im.height, im.width) for r, im in zip(recs, images)])
     return measure_columns(costs, [JobMeasures.from_record(r) for r in recs], [r["bytes"] for r in recs],
                            sum(im.num_pixels for im in images))
 
@@ -127,14 +130,16 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
                   objective: str = "msssim", jobs: int = 1, limit: int | None = None,
                   reports_dir: Path = REPORTS_DIR, backend: str = "joblib", scheduler: str | None = None,
                   progress: bool = True, log=print, submissions_root: Path = SUBMISSIONS_DIR,
-                  allow_16bit: bool = False, probe: str = "none", device: str = "cpu") -> RunResult:
+                  allow_16bit: bool = False, probe: str = "none", device: str = "cpu",
+                  sandboxed: bool = True) -> RunResult:
     """Run ``submission`` on ``dataset`` and write ``runs/<submission>/``; the caller rebuilds the
     dataset's report (:func:`bench.report.build_report`) when it wants the page updated.
 
     ``probe="estimate"``: rate control sweeps and brackets with the codec's estimates (where it
     offers them) and codes for real only the points it settles on (:func:`bench.ratecontrol.rate_control`);
     ``"none"``: every point it looks at is coded. Reported numbers come from real files either way.
-    ``device``: where a learned codec's networks run (:mod:`bench.device`)."""
+    ``device``: where a learned codec's networks run (:mod:`bench.device`); ``sandboxed=False``
+    runs the codec's processes without the sandbox (:mod:`bench.sandbox`; rows say so)."""
     if probe not in PROBES:
         raise ValueError(f"unknown probe {probe!r}; allowed: {PROBES}")
     t0 = time.perf_counter()
@@ -144,7 +149,7 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
     dataset_dir = Path(reports_dir) / ds.name
     run_dir = dataset_dir / "runs" / sub.name
     runner = Runner(sub, images, run_dir, jobs=jobs, backend=backend, scheduler=scheduler, progress=progress, log=log,
-                    device=device)
+                    device=device, sandboxed=sandboxed)
     with runner.session():
         images, selections = _rate_control(sub, runner, images, list(targets), mode, objective, log,
                                            runner.estimate if probe == "estimate" else None)
@@ -153,17 +158,17 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
     info = run_info(submission=sub.name, description=sub.description, content_hash=runner.content_hash,
                     dataset=ds.name, settings={"targets": list(targets), "mode": mode, "objective": objective,
                                                "policy": sub.policy, "jobs": jobs, "backend": backend,
-                                               "probe": probe, "device": runner.device},
+                                               "probe": probe, "device": runner.device,
+                                               "sandbox": "bwrap" if sandboxed else "off"},
                     image_notes=[f"{im.id}: {n}" for im in images for n in im.notes], errors=errors)
-    device = _device(selections)
-    info["device"] = device
+    device, sandbox = _chosen(selections, "device", "cpu"), _chosen(selections, "sandbox", info["settings"]["sandbox"])
+    info["device"], info["sandbox"] = device, sandbox
     rows, per_image = [], []
-    codec = sub.make_codec()
     for sel in selections:
         folder = _publish(sel, run_dir, images) if sel.status == "ok" else None
-        rows.append(_row(sub, ds.name, sel, images, folder, info, device))
+        rows.append(_row(sub, ds.name, sel, images, folder, info, device, sandbox))
         if sel.status == "ok":
-            rows[-1] |= learned_columns(codec, sel, images)
+            rows[-1] |= learned_columns(runner.remote, sel, images)
             why = budget_note(sel, sub.points, sub.policy, sum(im.num_pixels for im in images), runner.cached)
             if why:
                 rows[-1] |= {"budget_limited": True, "note": "; ".join(n for n in (rows[-1]["note"], why) if n)}
@@ -204,15 +209,15 @@ def _per_image_rows(sub: Submission, dataset: str, sel: Selection, images: list[
 def _rate_control(sub: Submission, runner: Runner, images: list[Image], targets: list[float], mode: str,
                   objective: str, log, estimate) -> tuple[list[Image], list[Selection]]:
     """Rate control over ``images``. An image whose codec job fails (the codec raised, or
-    decoded a wrong shape) is named in the errors and left out, and rate control runs again on
-    the rest: their records are cached, so nothing is encoded twice. One bad image does not
-    stop the run."""
+    decoded a wrong shape: :class:`~bench.records.JobsFailed`) is named in the errors and left
+    out, and rate control runs again on the rest: their records are cached, so nothing is
+    encoded twice. One bad image does not stop the run."""
     while True:
         try:
             return images, rate_control({im.id: im.num_pixels for im in images}, sub.points, runner.evaluate,
                                         targets, mode=mode, objective=objective, policy=sub.policy, estimate=estimate)
-        except RuntimeError:
-            bad = {im.id for im in images} & runner.failed_images
+        except JobsFailed as failed:
+            bad = {im.id for im in images} & failed.images
             if not bad:
                 raise
             images = [im for im in images if im.id not in bad]
@@ -222,8 +227,10 @@ def _rate_control(sub: Submission, runner: Runner, images: list[Image], targets:
                                    f"{'; '.join(runner.failures[:3])}") from None
 
 
-def _device(selections: list[Selection]) -> str:
+def _chosen(selections: list[Selection], key: str, default: str) -> str:
+    """``key`` of the chosen records (device, sandbox); every record of a run has the same, as
+    the cache keeps other devices' and unsandboxed records apart."""
     for sel in selections:
         for rec in sel.chosen.values():
-            return rec.get("device", "cpu")
-    return "cpu"
+            return rec.get(key, default)
+    return default

@@ -4,9 +4,14 @@ A manifest names the codec class (``module:Class``; a module that is a ``.py`` f
 submission folder is loaded from there), its ``[params]``, its ``[operating_points]`` and an
 optional ``[rate_control]`` policy. Every error names the file and the offending field.
 
-``status = "training"`` marks a submission whose weights are still being trained: discovery
-(runs, the regression gate, the shipped-manifest checks) leaves it out until it says
-``"ready"`` (the default); ``discover(include_training=True)`` lists it.
+``status = "training"`` marks a submission whose weights are still being trained, and
+``status = "external"`` one whose weights come from outside the repository (compressai's zoo:
+its README says how to get them): discovery (runs, the regression gate, the shipped-manifest
+checks) leaves both out; ``discover(include_unready=True)`` lists them. ``"ready"`` is the default.
+
+The optional ``[sandbox]`` table widens what its sandboxed processes may read
+(:mod:`bench.sandbox.policy`): ``submissions`` names other submissions whose folders it reads
+(shared weights), ``torch_hub = true`` the torch hub's checkpoints.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ MAX_GRID = 256
 #: A continuous knob's spacing (``operating_points.scale``) → the offset of its log: "log"
 #: spaces the sweep evenly in log(v) (λ), "log1p" in log(1 + v) (qualities from 0).
 SCALES = {"linear": 0.0, "log": 0.0, "log1p": 1.0}
-TOP_FIELDS = {"name", "description", "codec", "params", "operating_points", "rate_control", "status"}
-STATUSES = ("ready", "training")
+TOP_FIELDS = {"name", "description", "codec", "params", "operating_points", "rate_control", "status", "sandbox"}
+STATUSES = ("ready", "training", "external")
+SANDBOX_FIELDS = {"submissions", "torch_hub"}
 
 
 class SubmissionError(ValueError):
@@ -53,38 +59,74 @@ class Submission:
     params: dict[str, Any] = field(default_factory=dict)
     points: OperatingPoints = OperatingPoints("discrete", (0,))
     policy: str = "per-image"   # CLIC mode: choose a point per image, or one point for all ("shared")
-    status: str = "ready"       # "training": no weights yet, left out of discovery
+    status: str = "ready"       # "training": no weights yet; "external": weights from outside; both left out
+    shares: tuple[str, ...] = ()  # [sandbox] submissions: other submissions' folders it reads
+    torch_hub: bool = False     # [sandbox] torch_hub: it reads the torch hub's checkpoints
 
     def codec_class(self) -> type[Codec]:
+        """The codec class, imported into this process: for codec workers
+        (:mod:`bench.sandbox.worker`), trusted studies and tests; the harness itself never
+        imports a submission's code (:mod:`bench.sandbox.client`)."""
         return load_codec_class(self.codec_ref, self.root)
 
     def make_codec(self) -> Codec:
+        """A codec instance in this process (see :meth:`codec_class`)."""
         cls = self.codec_class()
         try:
-            return cls(self.params, self.root)
+            codec = cls(self.params, self.root)
         except (TypeError, ValueError, KeyError, OSError) as e:
             raise SubmissionError(f"{self.root / 'submission.toml'}: codec {self.codec_ref} rejected "
                                   f"its [params]: {e}") from e
+        if "params" not in vars(codec) or "device" not in vars(codec):
+            raise SubmissionError(f"{self.root / 'submission.toml'}: {cls.__name__}.__init__ does not call "
+                                  f"super().__init__(params, root): add that call as the first line of "
+                                  f"{cls.__name__}.__init__ (bench.codec.Codec sets params, root and device)")
+        return codec
 
-    def content_hash(self) -> str:
-        """Changes whenever anything that can change a bitstream changes: the submission folder
-        (manifest, weights, local code), the codec's module and every module of this project it
-        imports (:func:`bench.sources.source_closure`), and its library versions."""
+    def sandbox_roots(self) -> list[Path]:
+        """The folders its sandboxed processes read: its own and those of ``[sandbox] submissions``."""
+        return [self.root, *(self.root.parent / name for name in self.shares)]
+
+    def files_hash(self) -> str:
+        """The hash of everything a bitstream depends on that the harness can read without
+        running the codec: the submission folder (manifest, weights, local code), the codec's
+        module and every module of this project it imports (:func:`bench.sources.source_closure`)."""
         h = hashlib.sha256()
         for p in sorted(self.root.rglob("*")):
             if p.is_file() and p.name != "README.md" and "__pycache__" not in p.parts:
                 h.update(str(p.relative_to(self.root)).encode())
                 h.update(p.read_bytes())
-        cls = self.codec_class()
-        src = inspect.getsourcefile(cls)
+        src = codec_module_file(self.codec_ref, self.root)
         if src:
             package_root = Path(__file__).resolve().parent
-            for f in source_closure(Path(src), package_root):
+            for f in source_closure(src, package_root):
                 name = f.relative_to(package_root) if f.is_relative_to(package_root) else f.name
                 h.update(str(name).encode())
                 h.update(f.read_bytes())
-        h.update(repr(sorted(cls(self.params, self.root).versions().items())).encode())
+        return h.hexdigest()
+
+    def content_hash(self, versions: dict[str, str], files_hash: str | None = None) -> str:
+        """Changes whenever anything that can change a bitstream changes: :meth:`files_hash`
+        and the library ``versions`` the codec states (:meth:`Codec.versions`, asked of its
+        sandboxed process). Nothing is imported."""
+        h = hashlib.sha256((files_hash or self.files_hash()).encode())
+        h.update(repr(sorted(versions.items())).encode())
         return h.hexdigest()[:16]
+
+
+def codec_module_file(ref: str, root: Path) -> Path | None:
+    """The file of a codec entry point's module, found without running it: ``codec.py`` in the
+    submission folder, else the installed module's file (its parent packages are imported to
+    find it, as Python's import system does; a submission's own code never is)."""
+    module_name = ref.partition(":")[0]
+    local = Path(root) / (module_name.replace(".", "/") + ".py")
+    if local.is_file():
+        return local.resolve()
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
+    return Path(spec.origin).resolve() if spec is not None and spec.origin and spec.origin.endswith(".py") else None
 
 
 def load_codec_class(ref: str, root: Path) -> type[Codec]:
@@ -205,6 +247,7 @@ def load_manifest(path: Path) -> Submission:
     status = raw.get("status", "ready")
     if status not in STATUSES:
         raise SubmissionError(f"{where}: field 'status' must be one of {STATUSES}, got {status!r}")
+    shares, torch_hub = _sandbox_table(raw.get("sandbox", {}), where, Path(path).parent)
     return Submission(
         name=name,
         description=_expect(raw["description"], str, where, "description").strip(),
@@ -214,16 +257,37 @@ def load_manifest(path: Path) -> Submission:
         points=parse_points(raw["operating_points"], where),
         policy=policy,
         status=status,
+        shares=shares,
+        torch_hub=torch_hub,
     )
 
 
-def discover(root: Path = SUBMISSIONS_DIR, include_training: bool = False) -> Registry[Submission]:
-    """All submissions under ``root`` (those still training only with ``include_training``);
+def _sandbox_table(table: Any, where: str, folder: Path) -> tuple[tuple[str, ...], bool]:
+    """``[sandbox]``: the other submissions' folders it reads (plain names of existing
+    submission folders) and whether it reads the torch hub's checkpoints."""
+    _expect(table, dict, where, "sandbox")
+    unknown = set(table) - SANDBOX_FIELDS
+    if unknown:
+        raise SubmissionError(f"{where}: unknown field(s) {sorted('sandbox.' + u for u in unknown)}; "
+                              f"known: {sorted(SANDBOX_FIELDS)}")
+    names = _expect(table.get("submissions", []), list, where, "sandbox.submissions")
+    for name in names:
+        if not (isinstance(name, str) and NAME_RE.match(name) and (folder.parent / name).is_dir()):
+            raise SubmissionError(f"{where}: field 'sandbox.submissions' lists {name!r}, which is not a submission "
+                                  f"folder next to this one (plain names of folders under {folder.parent})")
+    return tuple(names), bool(_expect(table.get("torch_hub", False), bool, where, "sandbox.torch_hub"))
+
+
+def discover(root: Path = SUBMISSIONS_DIR, include_unready: bool = False) -> Registry[Submission]:
+    """All submissions under ``root`` (those still training or needing external weights only
+    with ``include_unready``; folders starting with ``_`` are templates, never submissions);
     a broken manifest stops discovery with its error."""
     reg: Registry[Submission] = Registry("submission")
     for manifest in sorted(Path(root).glob("*/submission.toml")):
+        if manifest.parent.name.startswith("_"):
+            continue                  # _template: a folder to copy, not a submission
         sub = load_manifest(manifest)
-        if include_training or sub.status != "training":
+        if include_unready or sub.status == "ready":
             reg.add(sub.name, sub)
     return reg
 
@@ -232,7 +296,7 @@ def get_submission(name: str, root: Path = SUBMISSIONS_DIR) -> Submission:
     if not NAME_RE.match(name or ""):
         raise SubmissionError(f"submission name {name!r} is not a plain name (letters, digits, '_', '-'); "
                               "submissions live in folders directly under submissions/")
-    sub = discover(root, include_training=True).get(name)
+    sub = discover(root, include_unready=True).get(name)
     if sub.status == "training":
         raise SubmissionError(f"submission {name!r} is still training (status = \"training\" in "
                               f"{sub.root / 'submission.toml'}): it has no weights to run yet; train it "

@@ -1,7 +1,7 @@
 """Recompute a leaderboard from its files alone: decode every row's bitstream folder, compare
 sizes and metrics with what the row reports, and each decoded image's fingerprint with the one
-the run recorded (bit-exact decoding in another process). Writes ``reports/<dataset>/verify.csv``
-with the device it ran on."""
+the run recorded (bit-exact decoding in another process: the submission's sandboxed decoder,
+:mod:`bench.sandbox`). Writes ``reports/<dataset>/verify.csv`` with the device it ran on."""
 
 from __future__ import annotations
 
@@ -9,16 +9,14 @@ import math
 import re
 from pathlib import Path
 
-import numpy as np
-
 from bench.data import open_dataset
+from bench.device import check_device, device_label
+from bench.job import decoded_hash
 from bench.metrics import image_metrics, msssim_db, psnr_from_mse
 from bench.paths import REPO_ROOT
 from bench.report.studies import VERIFY_CSV
 from bench.results import ROW_KEY, column_value, read_csv, write_csv
-from bench.device import check_device, device_label
-from bench.job import decoded_hash, placed_codec
-from bench.limits import check_declared_size
+from bench.sandbox.client import RemoteCodec
 from bench.submission import get_submission
 
 
@@ -70,7 +68,8 @@ def _run_threads(device: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def verify_dataset(reports_dir: Path, dataset: str, submissions: list[str] | None = None) -> list[dict]:
+def verify_dataset(reports_dir: Path, dataset: str, submissions: list[str] | None = None,
+                   sandboxed: bool = True) -> list[dict]:
     """One line per ok row of the dataset's runs (``runs/*/rows.csv``): bytes on disk vs
     reported, PSNR / MS-SSIM recomputed vs reported, decoded fingerprints vs recorded.
 
@@ -84,11 +83,7 @@ def verify_dataset(reports_dir: Path, dataset: str, submissions: list[str] | Non
     dataset_dir = Path(reports_dir) / ds.name
     originals = {im.id: im for im in ds.images()}
     recorded = _recorded_hashes(dataset_dir)
-    default_threads = torch.get_num_threads()
-    try:
-        out = _verify_rows(dataset_dir, originals, recorded, submissions, default_threads)
-    finally:
-        torch.set_num_threads(default_threads)
+    out = _verify_rows(dataset_dir, originals, recorded, submissions, torch.get_num_threads(), sandboxed)
     # verifying some submissions keeps the other submissions' lines of an earlier verify
     path = Path(dataset_dir) / VERIFY_CSV
     kept = [r for r in read_csv(path) if r.get("submission") not in set(submissions)] if submissions else []
@@ -97,48 +92,53 @@ def verify_dataset(reports_dir: Path, dataset: str, submissions: list[str] | Non
 
 
 def _verify_rows(dataset_dir: Path, originals: dict, recorded: dict, submissions: list[str] | None,
-                 default_threads: int) -> list[dict]:
-    import torch
-
-    out = []
-    for row in _run_files(dataset_dir, "rows.csv"):
-        if row["status"] != "ok" or (submissions and row["submission"] not in submissions):
-            continue
-        run_device = _run_device(row)
-        if run_device is None:       # a GPU-coded file decodes on a GPU only (bench.codecs.learned.CUDA_CODED)
-            out.append(_refused(row, f"coded on {row['device']}; this machine has no CUDA device: verify on one"))
-            continue
-        torch.set_num_threads(_run_threads(row.get("device", "")) or default_threads)
-        sub = get_submission(row["submission"])
-        codec = placed_codec(sub, sub.content_hash(), check_device(run_device))
-        device = device_label(codec.device, torch.get_num_threads())
-        files = sorted(_folder(row).glob("*.bin"))
-        sse = values = 0.0
-        ms_weighted = pixels = 0.0
-        identical = compared = 0
-        for f in files:
-            orig = originals[f.stem].pixels
-            data = f.read_bytes()
-            check_declared_size(codec, data, orig.shape[:2], str(f))     # a forged size is not decoded
-            decoded = np.asarray(codec.decode(data))
-            want = recorded.get((*_row_id(row), f.stem))
-            if want:
-                compared += 1
-                identical += decoded_hash(decoded) == want
-            m = image_metrics(orig, decoded)
-            sse += m["sse"]
-            values += orig.size
-            if not math.isnan(m["msssim"]):
-                ms_weighted += m["msssim"] * orig.shape[0] * orig.shape[1]
-                pixels += orig.shape[0] * orig.shape[1]
-        psnr = psnr_from_mse(sse / values) if values else math.nan   # no files: reported as a mismatch
-        ms = ms_weighted / pixels if pixels else math.nan
-        out.append({"submission": row["submission"], "target_bpp": row["target_bpp"], "mode": row["mode"],
-                    "objective": column_value(row, "objective"), "files": len(files), "images": int(row["images"]),
-                    "bytes_on_disk": sum(f.stat().st_size for f in files), "bytes_reported": int(row["bytes"]),
-                    "psnr_recomputed": psnr, "psnr_reported": float(row["psnr"]),
-                    "psnr_diff_db": abs(psnr - float(row["psnr"])),
-                    "msssim_db_recomputed": msssim_db(ms), "msssim_db_reported": float(row["msssim_db"]),
-                    "bit_identical": f"{identical}/{compared}" if compared else "not recorded",
-                    "run_device": row.get("device", ""), "verify_device": device})
+                 default_threads: int, sandboxed: bool) -> list[dict]:
+    out, remotes = [], {}
+    try:
+        for row in _run_files(dataset_dir, "rows.csv"):
+            if row["status"] == "ok" and not (submissions and row["submission"] not in submissions):
+                out.append(_verify_row(row, originals, recorded, default_threads, sandboxed, remotes))
+    finally:
+        for remote in remotes.values():
+            remote.close()
     return out
+
+
+def _verify_row(row: dict, originals: dict, recorded: dict, default_threads: int, sandboxed: bool,
+                remotes: dict) -> dict:
+    run_device = _run_device(row)
+    if run_device is None:       # a GPU-coded file decodes on a GPU only (bench.codecs.learned.CUDA_CODED)
+        return _refused(row, f"coded on {row['device']}; this machine has no CUDA device: verify on one")
+    threads, device = _run_threads(row.get("device", "")) or default_threads, check_device(run_device)
+    if row["submission"] not in remotes:
+        remotes[row["submission"]] = RemoteCodec(get_submission(row["submission"]), sandboxed,
+                                                 device.startswith("cuda"))
+    codec = remotes[row["submission"]]
+    files = sorted(_folder(row).glob("*.bin"))
+    sse = values = 0.0
+    ms_weighted = pixels = 0.0
+    identical = compared = 0
+    for f in files:
+        orig = originals[f.stem].pixels
+        # the decoder checks the file's claimed size against the original's before it decodes
+        decoded = codec.decode(f.read_bytes(), orig.shape[:2], threads, device, str(f)).pixels
+        want = recorded.get((*_row_id(row), f.stem))
+        if want:
+            compared += 1
+            identical += decoded_hash(decoded) == want
+        m = image_metrics(orig, decoded)
+        sse += m["sse"]
+        values += orig.size
+        if not math.isnan(m["msssim"]):
+            ms_weighted += m["msssim"] * orig.shape[0] * orig.shape[1]
+            pixels += orig.shape[0] * orig.shape[1]
+    psnr = psnr_from_mse(sse / values) if values else math.nan   # no files: reported as a mismatch
+    ms = ms_weighted / pixels if pixels else math.nan
+    return {"submission": row["submission"], "target_bpp": row["target_bpp"], "mode": row["mode"],
+            "objective": column_value(row, "objective"), "files": len(files), "images": int(row["images"]),
+            "bytes_on_disk": sum(f.stat().st_size for f in files), "bytes_reported": int(row["bytes"]),
+            "psnr_recomputed": psnr, "psnr_reported": float(row["psnr"]),
+            "psnr_diff_db": abs(psnr - float(row["psnr"])),
+            "msssim_db_recomputed": msssim_db(ms), "msssim_db_reported": float(row["msssim_db"]),
+            "bit_identical": f"{identical}/{compared}" if compared else "not recorded",
+            "run_device": row.get("device", ""), "verify_device": device_label(device, threads)}

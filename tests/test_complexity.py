@@ -9,7 +9,13 @@ from compressai.models import ScaleHyperprior
 from compressai.models.utils import conv, deconv
 
 from bench.codecs.learned import to_tensor
-from bench.complexity import ENCODER_PARTS, encoder_decoder_macs, gated_costs, hyperprior_costs, sequence_costs
+from bench.complexity import (
+    ENCODER_PARTS,
+    encoder_decoder_macs,
+    gated_costs,
+    hyperprior_costs,
+    sequence_costs,
+)
 from bench.models.ecg import GatedSequential
 from tests.helpers.images import kodak_crop
 from tests.helpers.vr_models import M, N, calibrated_ecg

@@ -14,7 +14,7 @@ from bench.sources import source_closure
 
 PACKAGE_ROOT = Path(bench.__file__).resolve().parent
 HASH = ("from pathlib import Path; from bench.submission import get_submission; "
-        "print(get_submission('ecg_hyperprior', Path('submissions')).content_hash())")
+        "print(get_submission('ecg_hyperprior', Path('submissions')).files_hash())")
 
 
 def test_closure_of_the_variable_rate_codec_reaches_learned_and_container():

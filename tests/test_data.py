@@ -18,7 +18,14 @@ import pytest
 from PIL import Image as PILImage
 
 import bench.data as data
-from bench.data import CHECKSUMS_DIR, decode_image, load_image, locate_dataset_dir, open_dataset, read_checksums
+from bench.data import (
+    CHECKSUMS_DIR,
+    decode_image,
+    load_image,
+    locate_dataset_dir,
+    open_dataset,
+    read_checksums,
+)
 from bench.dataspec import DATASETS, DatasetError, ImageError
 from bench.paths import SHARED_DATA_DIR
 from tests.helpers.images import noise_image, png_bytes

@@ -12,14 +12,21 @@ import torch
 from torch import nn
 
 from bench.cli import main
+from bench.codec import as_decoded, as_encoded
 from bench.codecs.learned import CUDA_CODED
 from bench.container import pack, unpack
-from bench.device import DeviceError, DeviceMismatch, check_device, device_label, network_clock
-from bench.job import placed_codec
+from bench.device import (
+    DeviceError,
+    DeviceMismatch,
+    check_device,
+    device_label,
+    network_clock,
+)
 from bench.results import read_csv, write_csv
 from bench.run import run_benchmark
 from bench.submission import get_submission
 from bench.verify import verify_dataset
+from tests.helpers.coding import decode, encode
 from tests.helpers.images import kodak_crop
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (make gpu-check)")
@@ -52,16 +59,15 @@ def test_a_run_on_a_device_the_codec_or_machine_lacks_stops_before_any_job(image
 
 
 def test_a_file_says_which_kind_of_device_coded_it_and_decodes_only_there():
-    sub = get_submission("noise_hyperprior")
-    codec = placed_codec(sub, sub.content_hash(), "cpu")
+    codec = get_submission("noise_hyperprior").make_codec()
     img = kodak_crop(box=(0, 0, 96, 64))
-    data = codec.encode(img, "l2")
+    data = encode(codec, img, "l2")
     c = unpack(data)
     assert not c.variant & CUDA_CODED                      # CPU files: the bytes they always had
     flagged = pack(c.model_id, c.height, c.width, list(c.streams), c.variant | CUDA_CODED)
     with pytest.raises(DeviceMismatch, match="coded with its networks on cuda.*--device cuda"):
-        codec.decode(flagged)
-    assert codec.decode(data).shape == img.shape          # the unflagged file decodes here
+        decode(codec, flagged)
+    assert decode(codec, data).shape == img.shape          # the unflagged file decodes here
 
 
 def test_verify_refuses_rows_coded_on_a_gpu_this_machine_lacks(jpeg_run, capsys):
@@ -99,16 +105,17 @@ def test_the_network_clock_times_the_modules_not_the_rest():
 @cuda
 def test_on_cuda_the_networks_run_there_and_the_file_stays_there(tmp_path):
     sub = get_submission("noise_hyperprior")
-    gpu = placed_codec(sub, sub.content_hash() + "+cuda", check_device("cuda"))
+    gpu = sub.make_codec()
+    gpu.place(check_device("cuda"))
     img = kodak_crop(box=(0, 0, 256, 192))
-    data = gpu.encode(img, "l2")
-    assert unpack(data).variant & CUDA_CODED
-    assert next(gpu.models[1].parameters()).is_cuda
-    decoded = gpu.decode(data)
-    assert decoded.shape == img.shape and gpu._last["enc_net_s"] > 0 and gpu._last["dec_net_s"] > 0
+    enc = as_encoded(gpu.encode(img, "l2"), "gpu")
+    assert unpack(enc.data).variant & CUDA_CODED
+    assert next(gpu.models[gpu.names.index("l2")].parameters()).is_cuda      # the model that coded it
+    dec = as_decoded(gpu.decode(enc.data), "gpu")
+    assert dec.pixels.shape == img.shape and enc.measures.enc_net_s > 0 and dec.measures.dec_net_s > 0
     cpu = sub.make_codec()
     with pytest.raises(DeviceMismatch, match="--device cuda"):
-        cpu.decode(data)
+        decode(cpu, enc.data)
 
 
 @cuda

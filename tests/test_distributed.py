@@ -96,10 +96,10 @@ def test_a_failing_job_comes_back_as_its_error_and_the_others_finish(cluster, jo
     runner = Runner(sub, [load_image(folder / "img0.png")], tmp_path / "run", progress=False)
     img = next(iter(runner.images.values()))
     jobs = [Job(img, p, runner.bitstream_path(img, p)) for p in (20, "not-a-quality", 80)]
-    out = list(dask_map(sub, runner.content_hash, jobs, c.scheduler_address, 2))
+    out = list(dask_map(runner.context(2), jobs, c.scheduler_address, 2))
     assert sorted(str(j.point) for j, _ in out) == ["20", "80", "not-a-quality"]
     results = {str(j.point): r for j, r in out}
-    assert isinstance(results["not-a-quality"], ValueError)
+    assert isinstance(results["not-a-quality"], Exception) and "ValueError" in str(results["not-a-quality"])
     assert results["20"]["bytes"] < results["80"]["bytes"]
 
 
@@ -107,8 +107,8 @@ def test_a_failing_job_comes_back_as_its_error_and_the_others_finish(cluster, jo
 def test_without_a_scheduler_a_local_cluster_is_started_and_closed(joblib_reference, tmp_path):
     folder, ref = joblib_reference
     def workers() -> set[int]:   # our child processes, bar multiprocessing's long-lived resource tracker
-        return {p.pid for p in psutil.Process().children(recursive=True)
-                if "resource_tracker" not in " ".join(_cmdline(p))}
+        return {p.pid for p in psutil.Process().children(recursive=True)                # and this process's own
+                if "resource_tracker" not in " ".join(_cmdline(p)) and p.pid not in _own_codec_processes()}
 
     before = workers()
     res = run_benchmark("jpeg", f"folder:{folder}", targets=TARGETS, jobs=2, backend="dask",
@@ -122,6 +122,14 @@ def test_without_a_scheduler_a_local_cluster_is_started_and_closed(joblib_refere
     again = run_benchmark("jpeg", f"folder:{folder}", targets=TARGETS, jobs=2, backend="dask",
                           reports_dir=tmp_path / "local", progress=False)
     assert again.computed == 0          # a cached re-run does not even start a cluster
+
+
+def _own_codec_processes() -> set[int]:
+    """The codec processes this process keeps for its next run (bench.sandbox.client), and theirs."""
+    from bench.sandbox import client
+
+    pids = {proc.pid for remote in client._REMOTES.values() for proc in (remote.encoder, remote.decoder) if proc.pid}
+    return pids | {c.pid for pid in pids if psutil.pid_exists(pid) for c in psutil.Process(pid).children(recursive=True)}
 
 
 def _cmdline(p: psutil.Process) -> list[str]:

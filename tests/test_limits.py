@@ -46,10 +46,17 @@ from PIL import Image as PILImage
 from bench.codec import BitstreamError, Codec
 from bench.codecs.classical import PillowCodec
 from bench.container import MAGIC, VERSION, pack, unpack, uvarint
-from bench.limits import (DEFAULT_MAX_PIXELS, JOB_MEMORY_ENV, MAX_PIXELS_ENV, address_space, check_declared_size,
-                          set_max_pixels)
+from bench.limits import (
+    DEFAULT_MAX_PIXELS,
+    JOB_MEMORY_ENV,
+    MAX_PIXELS_ENV,
+    address_space,
+    check_declared_size,
+    set_max_pixels,
+)
 from bench.paths import REPO_ROOT, SHARED_DATA_DIR, SUBMISSIONS_DIR
 from bench.results import read_csv
+from tests.helpers.coding import decode, encode
 
 LEARNED = ["noise_hyperprior", "ecg_hyperprior"]      # one per shipped learned codec class
 POINTS = {"noise_hyperprior": "base", "ecg_hyperprior": 4.0, "jpeg": 60, "webp": 60, "avif": 60, "jpegxl": 2.0,
@@ -281,7 +288,7 @@ def classical_forgeries(reals: dict[str, bytes]) -> list[Forgery]:
 
 def classical_reals() -> dict[str, bytes]:
     img = crop()
-    reals = {name: make_codec(name).encode(img, POINTS[name]) for name in ("jpeg", "webp", "avif", "jpegxl", "null")}
+    reals = {name: encode(make_codec(name), img, POINTS[name]) for name in ("jpeg", "webp", "avif", "jpegxl", "null")}
     for key, kwargs in (("png", {"format": "PNG"}), ("webp-lossless", {"format": "WEBP", "lossless": True})):
         buf = io.BytesIO()
         PILImage.fromarray(img).save(buf, **kwargs)
@@ -303,14 +310,14 @@ def run_batch(batch: str, folder: str) -> None:
         warm = [(codecs[n], reals[n]) for n in codecs]
     else:
         codecs = {batch: make_codec(batch)}
-        real = codecs[batch].encode(crop(), POINTS[batch])
+        real = encode(codecs[batch], crop(), POINTS[batch])
         forged = learned_forgeries(batch, real)
         warm = [(codecs[batch], real)]
     for i, (_, _, data, _) in enumerate(forged):
         (Path(folder) / f"{i:05d}.bin").write_bytes(data)      # kept for a post-mortem
     print(json.dumps({"plan": [[c, d, claim] for c, d, _, claim in forged]}), flush=True)
     for codec, data in warm:
-        codec.decode(data)
+        decode(codec, data)
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     resource.setrlimit(resource.RLIMIT_AS, (address_space() + HEADROOM["classical" if batch == "classical" else "learned"],
                                             hard))
@@ -324,7 +331,7 @@ def run_batch(batch: str, folder: str) -> None:
         signal.alarm(PER_FILE_ALARM_S)
         t0 = time.perf_counter()
         try:
-            arr = np.asarray(codecs[name].decode(data))
+            arr = np.asarray(decode(codecs[name], data))
             res = {"shape": list(arr.shape), "dtype": str(arr.dtype)}
         except BitstreamError as e:
             res = {"error": "BitstreamError", "message": str(e)[:300]}
@@ -427,7 +434,7 @@ def report(name: str, tally: Counter, results: dict[int, dict], plan: list, prob
 @pytest.fixture(scope="module")
 def real_files() -> dict[str, bytes]:
     img = crop()
-    return {name: make_codec(name).encode(img, POINTS[name]) for name in POINTS}
+    return {name: encode(make_codec(name), img, POINTS[name]) for name in POINTS}
 
 
 @pytest.mark.parametrize("name", list(POINTS))
@@ -437,10 +444,10 @@ def test_declared_size_and_the_cap_boundary(name, real_files, monkeypatch):
     codec, data = make_codec(name), real_files[name]
     assert codec.declared_size(data) == (48, 64)
     monkeypatch.setenv(MAX_PIXELS_ENV, str(48 * 64))
-    assert np.asarray(codec.decode(data)).shape == (48, 64, 3)
+    assert np.asarray(decode(codec, data)).shape == (48, 64, 3)
     monkeypatch.setenv(MAX_PIXELS_ENV, str(48 * 64 - 1))
     with pytest.raises(BitstreamError, match=r"48×64 = 3,072 pixels, above the pixel limit of 3,071: .*BENCH_MAX_PIXELS=N"):
-        codec.decode(data)
+        decode(codec, data)
 
 
 def test_the_cli_flag_reaches_worker_processes(monkeypatch):
@@ -502,7 +509,8 @@ def test_a_run_names_the_image_above_the_cap_and_the_one_over_its_memory_ceiling
 
     In the run's own process and in loky workers: a job that ran out of memory inside oneDNN
     broke every later job in its process ("could not create a primitive", the small crops
-    included) until such a process took no more jobs (bench/job.py:ProcessRetired). Whether the
+    included) until such a process took no more jobs (now the codec's worker process ends after
+    such a job: bench/sandbox/worker.py). Whether the
     memory runs out inside oneDNN depends on the allocation pattern, which the hash seed
     changes: seed 4 broke both settings, and without a pinned seed about one run in three broke."""
     folder = tmp_path / "imgs"
@@ -521,7 +529,7 @@ def test_a_run_names_the_image_above_the_cap_and_the_one_over_its_memory_ceiling
     run = json.loads(next((tmp_path / "r").rglob("runs/noise_hyperprior/run.json")).read_text())
     errors = "\n".join(run["errors"])
     assert "toobig @ " in errors and "toobig: 1200×1500 = 1,800,000 pixels, above the pixel limit of 1,500,000" in errors
-    assert "hungry @ " in errors and "MemoryError: hungry: ran out of memory under the job's ceiling" in errors
+    assert "hungry @ " in errors and "MemoryError: noise_hyperprior: hungry @ l05: ran out of memory under the job's ceiling" in errors
     assert JOB_MEMORY_ENV in errors
     assert "toobig: left out" in errors and "hungry: left out" in errors
     assert not any(f"small{i}" in errors for i in range(3)) and "could not create a primitive" not in errors

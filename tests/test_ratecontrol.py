@@ -11,7 +11,14 @@ from collections.abc import Callable
 import pytest
 
 from bench.codec import OperatingPoints
-from bench.ratecontrol import Candidate, _Evaluations, _hull, allocate, objective_value, rate_control
+from bench.ratecontrol import (
+    Candidate,
+    _Evaluations,
+    _hull,
+    allocate,
+    objective_value,
+    rate_control,
+)
 
 pytestmark = pytest.mark.timeout(30)  # a refinement loop that never converges fails instead of hanging
 

@@ -16,7 +16,13 @@ import bench.regress as regress
 from bench.cli import main
 from bench.paths import SUBMISSIONS_DIR
 from bench.profiles import PROFILES, Profile
-from bench.regress import BASELINE_SCHEMA, compare, format_table, parse_thresholds, run_gate
+from bench.regress import (
+    BASELINE_SCHEMA,
+    compare,
+    format_table,
+    parse_thresholds,
+    run_gate,
+)
 from bench.results import FORMAT_VERSION
 from tests.helpers.manifests import write_submission
 

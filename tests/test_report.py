@@ -7,7 +7,6 @@ tests only exercise the renderer, not any codec.
 from __future__ import annotations
 
 import html
-
 import json
 import math
 import re

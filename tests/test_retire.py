@@ -1,19 +1,22 @@
-"""A process whose job ran out of memory takes no more jobs (bench/job.py:ProcessRetired).
+"""A codec process whose job ran out of memory takes no more jobs (bench/sandbox/worker.py).
 
 Native code can keep such a failure: after a job ran out of memory inside oneDNN, every later
 job in its process failed with "could not create a primitive" (tests/test_limits.py's run).
-Here a codec runs out of memory on two images and logs the process of every job it codes; the
-run, in its own process, must code the other images in processes where nothing ran out of
-memory, with JOBS=1 (the run's own process), JOBS=2 (loky workers) and on a Dask LocalCluster
-(its workers restarted), coding every point or estimating first (``--probe estimate``)."""
+The codec runs in its own sandboxed processes, so the worker ends after replying and the
+harness starts a fresh one for the next job. Here a codec runs out of memory on two images;
+each of its processes has a random token and counts its jobs, and writes both into every file
+it codes and every MemoryError it raises (the sandbox leaves it no other way out). The run
+must code the other images, in processes where nothing ran out of memory, with JOBS=1 (the
+run's own process), JOBS=2 (loky workers) and on a Dask LocalCluster, coding every point or
+estimating first (``--probe estimate``)."""
 
 from __future__ import annotations
 
 import json
-import os
+import re
 import subprocess
 import sys
-from collections import defaultdict
+from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
@@ -28,26 +31,33 @@ import os
 from bench.codec import Estimate
 from bench.codecs.classical import JpegCodec
 
+TOKEN = os.urandom(4).hex()      # this process
+JOBS = [0]
+
 
 class HungryJpeg(JpegCodec):
     """JPEG that runs out of memory on images wider than 200 pixels, in its encoder and in its
-    estimate; every call is logged with its process id."""
+    estimate; each file starts with the process's token and the job's number in it."""
 
     def _start(self, image):
-        hungry = image.shape[1] > 200
-        with open(os.environ["JOB_LOG"], "a") as f:
-            f.write(f"{os.getpid()} {'oom' if hungry else 'ok'}\\n")
-        if hungry:
-            raise MemoryError("this image needs more memory than the test allows")
+        JOBS[0] += 1
+        if image.shape[1] > 200:
+            raise MemoryError(f"process {TOKEN} job {JOBS[0]}: this image needs more memory than the test allows")
 
     def encode(self, image, point):
         self._start(image)
-        return super().encode(image, point)
+        return f"{TOKEN}:{JOBS[0]:06d}".encode() + super().encode(image, point)
+
+    def declared_size(self, data):
+        return super().declared_size(data[15:])
+
+    def decode(self, data):
+        return super().decode(data[15:])
 
     def estimate(self, image, point):
         self._start(image)
         data = super().encode(image, point)
-        return Estimate(len(data), self.decode(data))
+        return Estimate(len(data) + 15, super().decode(data))
 '''
 RUN = ("import sys; from pathlib import Path; from bench.run import run_benchmark; "
        "run_benchmark('hungry', 'folder:' + sys.argv[1], [0.6, 1.2], jobs=int(sys.argv[2]), "
@@ -59,37 +69,26 @@ RUN = ("import sys; from pathlib import Path; from bench.run import run_benchmar
                                                   ("joblib", 2, "estimate"), ("dask", 2, "estimate")])
 def test_after_a_job_runs_out_of_memory_its_process_codes_nothing_more_and_the_run_goes_on(tmp_path, backend, jobs,
                                                                                            probe):
-    """Two hungry images, so that with estimates (in the run's process) the second one runs out
-    of memory in the worker that took over: that worker must be replaced too, on either backend."""
     folder = crop_folder(tmp_path / "imgs")
     for k, box in enumerate([(0, 0, 256, 176), (256, 0, 512, 176)]):
         PILImage.fromarray(kodak_crop("kodim05.png", box)).save(folder / f"hungry{k}.png")
     subs = tmp_path / "subs"
     write_submission(subs, "hungry", "codec:HungryJpeg", points=continuous(1, 100, integer=True),
                      codec_source=HUNGRY)
-    log = tmp_path / "jobs.log"
     p = subprocess.run([sys.executable, "-c", RUN, str(folder), str(jobs), str(tmp_path / "r"), str(subs),
-                        backend, probe],
-                       capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
-                       env={**os.environ, "JOB_LOG": str(log), "BENCH_THREADS": "1"})
+                        backend, probe], capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
+                       env={"PATH": "/usr/bin:/bin", "BENCH_THREADS": "1"})
     assert p.returncode == 0, p.stderr[-3000:]
-    after_oom: dict[str, list[str]] = defaultdict(list)
-    oom_pids: set[str] = set()
-    for line in log.read_text().splitlines():
-        pid, what = line.split()
-        if pid in oom_pids:
-            after_oom[pid].append(what)
-        if what == "oom":
-            oom_pids.add(pid)
-    assert oom_pids and not any(after_oom.values()), f"jobs ran in a process after it ran out of memory: {after_oom}"
-    coded_elsewhere = [line for line in log.read_text().splitlines() if line.split()[0] not in oom_pids]
-    assert coded_elsewhere
-    if jobs == 1 or probe == "estimate":   # the run's own process ran out of memory: the rest went to a worker
-        assert "go to fresh worker processes" in p.stderr + p.stdout
-    run = json.loads(next((tmp_path / "r").rglob("runs/hungry/run.json")).read_text())
-    errors = "\n".join(run["errors"])
+    run_dir = next((tmp_path / "r").rglob("runs/hungry"))
+    errors = "\n".join(json.loads((run_dir / "run.json").read_text())["errors"])
     assert all(f"hungry{k} @ " in errors for k in range(2)) and "MemoryError" in errors
-    assert "ProcessRetired" not in errors
+    out_of_memory = {tok: int(n) for tok, n in re.findall(r"process ([0-9a-f]{8}) job (\d+)", errors)}
+    coded = [(f.read_bytes()[:8].decode(), int(f.read_bytes()[9:15])) for f in (run_dir / "cache").rglob("*.bin")]
+    assert out_of_memory and coded
+    after = [(tok, n) for tok, n in coded if tok in out_of_memory and n > out_of_memory[tok]]
+    assert not after, f"jobs ran in a process after it ran out of memory: {after}"
+    assert any(tok not in out_of_memory for tok, _ in coded)       # fresh processes coded the rest
     assert not any(f"img{i}" in errors for i in range(3))
-    rows = read_csv(next((tmp_path / "r").rglob("runs/hungry/rows.csv")))
+    rows = read_csv(run_dir / "rows.csv")
     assert rows and all(r["status"] == "ok" and int(r["images"]) == 3 for r in rows)
+    assert all(Path(r["bitstreams"]).is_dir() for r in rows)

@@ -85,6 +85,6 @@ def test_registry_refuses_duplicates():
 
 def test_content_hash_changes_with_the_submission(tmp_path):
     path = write(tmp_path, "sub", GOOD.replace("{name}", "sub"))
-    before = load_manifest(path).content_hash()
+    before = load_manifest(path).content_hash({})
     path.write_text(GOOD.replace("{name}", "sub").replace("high = 100", "high = 99"))
-    assert load_manifest(path).content_hash() != before
+    assert load_manifest(path).content_hash({}) != before

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.codec import BitstreamError, Complexity, Estimate
+from bench.codec import BitstreamError, Complexity, Decoded, Encoded, Estimate, JobMeasures
 from bench.container import pack, unpack, uvarint
 from bench.codecs.learned import PAD, HyperpriorCodec, latent_shape, likelihood_bits, load_weights, to_image, to_tensor
 from bench.limits import is_out_of_memory
@@ -207,7 +207,7 @@ class Context3DCodec(HyperpriorCodec):
         sizes = [math.ceil(likelihood_bits([lik["z"]]) / 8), math.ceil(likelihood_bits([lik["y"]]) / 8) + Y_RANGE_BYTES]
         return Estimate(len(pack(model_id, h, w, [bytes(n) for n in sizes])), to_image(out["x_hat"], h, w))
 
-    def encode(self, image: np.ndarray, point: Any) -> bytes:
+    def encode(self, image: np.ndarray, point: Any) -> Encoded:
         model_id, model = self._for_point(point)
         x, h, w = to_tensor(image)
         t0 = time.perf_counter()
@@ -219,11 +219,11 @@ class Context3DCodec(HyperpriorCodec):
         t1 = time.perf_counter()
         with _one_thread():
             y_stream, y_bits = code_y(model, hyper_features(model, z_string, latent_shape(h, w)), y)
-        self._last = {"enc_net_s": t1 - t0, "enc_coder_s": time.perf_counter() - t1,
-                      "est_bits": y_bits + float(-torch.log2(z_lik).sum())}
-        return pack(model_id, h, w, [z_string, y_stream])
+        measures = JobMeasures(enc_net_s=t1 - t0, enc_coder_s=time.perf_counter() - t1,
+                               est_bits=y_bits + float(-torch.log2(z_lik).sum()))
+        return Encoded(pack(model_id, h, w, [z_string, y_stream]), measures)
 
-    def decode(self, data: bytes) -> np.ndarray:
+    def decode(self, data: bytes) -> Decoded:
         c = unpack(data)                      # magic, version, lengths, CRC, size: before any decoder
         model = self._for_id(c.model_id)
         if len(c.streams) != 2:
@@ -242,8 +242,8 @@ class Context3DCodec(HyperpriorCodec):
             if is_out_of_memory(e) or isinstance(e, BitstreamError):
                 raise
             raise BitstreamError(f"entropy decoding failed: {type(e).__name__}: {e}") from None
-        self._last |= {"dec_coder_s": t1 - t0, "dec_net_s": time.perf_counter() - t1}
-        return to_image(x_hat, c.height, c.width)
+        measures = JobMeasures(dec_coder_s=t1 - t0, dec_net_s=time.perf_counter() - t1)
+        return Decoded(to_image(x_hat, c.height, c.width), measures)
 
     def complexity(self, point: Any, height: int, width: int) -> Complexity:
         """The hyperprior's parts (fvcore, on the padded size) plus the serial loop, which both

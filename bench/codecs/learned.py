@@ -17,16 +17,15 @@ import math
 import re
 import time
 from abc import abstractmethod
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.codec import BitstreamError, Codec, Complexity, Estimate, JobMeasures
+from bench.codec import BitstreamError, Codec, Complexity, Decoded, Encoded, Estimate, JobMeasures
 from bench.codecs import scale_shift
 from bench.container import MAX_SIDE, VERSION as CONTAINER_VERSION, pack, unpack
 from bench.device import DeviceMismatch, network_clock
@@ -153,19 +152,16 @@ def transforms(model: nn.Module) -> list[nn.Module]:
 
 # --------------------------------------------------------------------------- shared codec
 class LearnedCodec(Codec):
-    """encode/decode/measure over a list of models addressed by an id (< 2**16).
-
-    encode and decode record what they learn on the way (estimated bits, network and coder
-    seconds; subclasses add their own) in ``_last``; :meth:`measure` hands back those of the
-    last encode and decode of this instance, which the harness calls right after them in the
-    same process (one job at a time per process). An encode starts ``_last`` afresh."""
+    """encode/decode over a list of models addressed by an id (< 2**16). Each returns what it
+    measured on the way with its result (:class:`~bench.codec.Encoded`: estimated bits, network
+    and coder seconds; :class:`~bench.codec.Decoded`: network and coder seconds; subclasses
+    add their own), never through the instance: encode and decode run in different processes."""
 
     devices = ("cpu", "cuda")
 
     def __init__(self, params: dict[str, Any], root: Any = None) -> None:
         super().__init__(params, root)
         self._costs: dict[tuple, Complexity] = {}
-        self._last: dict[str, float] = {}
 
     def _placed(self, model: nn.Module) -> nn.Module:
         """``model`` with its weights on this codec's device (moved on first use; models are
@@ -192,23 +188,21 @@ class LearnedCodec(Codec):
     def _for_id(self, model_id: int) -> nn.Module:
         """The model for an id read from a file (BitstreamError if unknown)."""
 
-    def encode(self, image: np.ndarray, point: Any) -> bytes:
+    def encode(self, image: np.ndarray, point: Any) -> Encoded:
         model_id, model = self._for_point(point)
         model = self._placed(model)
         x, h, w = to_tensor(image)
         t0 = time.perf_counter()
         with scale_shift.searching(model) as variant, network_clock(transforms(model), self.device) as net:
             out, est = compress_with_bits(model, x.to(self.device))
-        self._last = {"enc_net_s": net[0], "enc_coder_s": time.perf_counter() - t0 - net[0]}
-        if est is not None:
-            self._last["est_bits"] = est
+        measures = JobMeasures(est_bits=est, enc_net_s=net[0], enc_coder_s=time.perf_counter() - t0 - net[0])
         y_strings, z_strings = out["strings"]
         if len(y_strings) != 1 or len(z_strings) != 1:
             raise RuntimeError(f"expected one y and one z string, got {len(y_strings)} and {len(z_strings)}")
         if tuple(out["shape"]) != latent_shape(h, w):      # the decoder derives it from h, w
             raise RuntimeError(f"z shape {tuple(out['shape'])} is not {latent_shape(h, w)} for a {h}×{w} image")
         flag = CUDA_CODED if self.device.startswith("cuda") else 0
-        return pack(model_id, h, w, [z_strings[0], y_strings[0]], variant[0] | flag)
+        return Encoded(pack(model_id, h, w, [z_strings[0], y_strings[0]], variant[0] | flag), measures)
 
     @torch.no_grad()
     def estimate(self, image: np.ndarray, point: Any) -> Estimate | None:
@@ -232,7 +226,7 @@ class LearnedCodec(Codec):
         c = unpack(data)
         return c.height, c.width
 
-    def decode(self, data: bytes) -> np.ndarray:
+    def decode(self, data: bytes) -> Decoded:
         c = unpack(data)                      # magic, version, lengths, CRC, size cap: before any decoder
         model = self._placed(self._for_id(c.model_id))
         if len(c.streams) != 2:
@@ -249,14 +243,8 @@ class LearnedCodec(Codec):
                 if is_out_of_memory(e):       # not bad bytes: the job's memory ceiling names it
                     raise
                 raise BitstreamError(f"entropy decoding failed: {type(e).__name__}: {e}") from None
-        self._last |= {"dec_net_s": net[0], "dec_coder_s": time.perf_counter() - t0 - net[0]}
-        return to_image(x_hat, c.height, c.width)
-
-    def measure(self, image: np.ndarray, point: Any, data: bytes) -> JobMeasures:
-        """What encode and decode recorded, no network pass of its own: est_bits (−log2
-        likelihoods of the rounded latents, when the model's compress shows them) and the last
-        encode's and decode's network and coder seconds."""
-        return JobMeasures(**self._last)
+        measures = JobMeasures(dec_net_s=net[0], dec_coder_s=time.perf_counter() - t0 - net[0])
+        return Decoded(to_image(x_hat, c.height, c.width), measures)
 
     def complexity(self, point: Any, height: int, width: int) -> Complexity | None:
         """MACs (fvcore, on the padded size), parameters and decoder bytes (float32, as the

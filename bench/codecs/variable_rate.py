@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.codec import BitstreamError, Complexity
+from bench.codec import BitstreamError, Complexity, Decoded, Encoded, JobMeasures
 from bench.codecs.learned import FILE_NAME_RE, PAD, LearnedCodec, load_weights
 from bench.complexity import (DECODER_PARTS, ENCODER_PARTS, decoder_bytes, gated_costs, last_forward_costs,
                               parameter_count)
@@ -119,19 +119,19 @@ class VariableRateCodec(LearnedCodec):
             raise BitstreamError(f"λ index {model_id} in the header is above {LEVELS}: corrupted file")
         return self._at(model_id)        # the CRC vouches for the id
 
-    def encode(self, image: np.ndarray, point: Any) -> bytes:
-        data = super().encode(image, point)
-        self._last |= _side_costs(self.model, "enc")        # g_a, h_a, h_s as compress just ran them
-        return data
+    def encode(self, image: np.ndarray, point: Any) -> Encoded:
+        out = super().encode(image, point)
+        costs = JobMeasures(**_side_costs(self.model, "enc"))     # g_a, h_a, h_s as compress just ran them
+        return Encoded(out.data, out.measures.merged(costs))
 
-    def decode(self, data: bytes) -> np.ndarray:
+    def decode(self, data: bytes) -> Decoded:
         out = super().decode(data)
-        self._last |= _side_costs(self.model, "dec")        # h_s, g_s as decompress just ran them
-        return out
+        costs = JobMeasures(**_side_costs(self.model, "dec"))     # h_s, g_s as decompress just ran them
+        return Decoded(out.pixels, out.measures.merged(costs))
 
     def complexity(self, point: Any, height: int, width: int) -> Complexity:
         """Dense MACs (every channel active; the effective ones depend on the image: encode and
-        decode record them from the masks their gates chose, and :meth:`measure` reports them), parameters and decoder bytes (the modulator included)."""
+        decode measure them from the masks their gates chose and return them with their results), parameters and decoder bytes (the modulator included)."""
         hp, wp = height + (-height) % PAD, width + (-width) % PAD
         key = ("complexity", hp, wp)
         if key not in self._costs:

@@ -72,7 +72,7 @@ def ablation(dataset_dir: Path, a: str, b: str) -> dict:
 
 def to_markdown(res: dict) -> str:
     a, b = res["a"], res["b"]
-    out = [f"# {b} vs {a}\n", f"Native rate of each model (every image of the set at that model), CLIC aggregates.\n",
+    out = [f"# {b} vs {a}\n", "Native rate of each model (every image of the set at that model), CLIC aggregates.\n",
            f"| model | {a}: bpp / MS-SSIM / PSNR | {b}: bpp / MS-SSIM / PSNR | Δbpp | ΔMS-SSIM | ΔPSNR |",
            "|---|---|---|---|---|---|"]
     for r in res["pairs"]:

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from bench.codec import OperatingPoints
+from bench.codec import OperatingPoints, as_decoded
 from bench.metrics import aggregate
 from bench.paths import REPORTS_DIR, SUBMISSIONS_DIR
 from bench.rd import bd_rate, overlap_share, usable_curve
@@ -37,6 +37,7 @@ COLUMNS = ["lmbda", "dense_bpp", "gated_bpp", "dense_psnr", "gated_psnr", "psnr_
            "gated_dec_kmac_px", "enc_reduction", "dec_reduction", "total_reduction", "dec_s_masked",
            "dec_s_gathered", "dec_speedup", "identical", "values_differing", "max_abs_diff", "synth_values_differing",
            "synth_max_abs_diff"]
+VARIABLE_RATE_CODEC = "bench.codecs.variable_rate:VariableRateCodec"
 LAYER_COLUMNS = ["layer", "in_channels", "gated", "active_min_lmbda", "active_mid_lmbda", "active_max_lmbda", "active_mean",
                  "never_active", "weights", "weights_never_used"]
 
@@ -47,10 +48,12 @@ def _codec_for(name: str, root: Path, images: list, reports: Path, ds_name: str,
     from bench.submission import get_submission
 
     sub = get_submission(name, root)
+    # the study reads the model's gates in this process: only the project's own codec class, which it imports
+    if sub.codec_ref != VARIABLE_RATE_CODEC:
+        raise ValueError(f"{name} is not a variable-rate submission (codec {sub.codec_ref}, not {VARIABLE_RATE_CODEC})")
     runner = Runner(sub, images, reports / ds_name / "runs" / sub.name, progress=False, log=log)
     codec = sub.make_codec()
-    if not isinstance(codec, VariableRateCodec):
-        raise ValueError(f"{name} is not a variable-rate submission (codec {sub.codec_ref})")
+    assert isinstance(codec, VariableRateCodec)
     return runner, codec
 
 
@@ -77,7 +80,7 @@ def _kmac_px(recs: list[dict], key: str) -> float:
 def _time_decode(codec, data: bytes, sparse: bool) -> tuple[float, np.ndarray]:
     codec.model.set_sparse_inference(sparse)
     t0 = time.perf_counter()
-    out = codec.decode(data)
+    out = as_decoded(codec.decode(data), "gating").pixels
     return time.perf_counter() - t0, out
 
 

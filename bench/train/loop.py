@@ -405,7 +405,7 @@ def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threa
     sampler = CropSampler(train_imgs, recipe.data.crop, recipe.data.batch, seed=run.seed + step)
     model.train()
     acc: dict[str, tuple[float, int]] = {}   # per logged value: its sum and count since the last log
-    t_last = time.perf_counter()
+    t_prev = time.perf_counter()
     while step < total_steps:
         lr = _set_lr(opt, run.lr_drop_at is not None and step >= run.lr_drop_at)
         frozen = step < run.freeze_steps
@@ -415,7 +415,7 @@ def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threa
                      log=(step + 1) % run.log_every == 0 or step + 1 == total_steps)
         step += 1
         now = time.perf_counter()
-        seconds, t_last = seconds + now - t_last, now
+        seconds, t_prev = seconds + now - t_prev, now
         for k, v in logs.items():
             if v is not None:
                 total, n = acc.get(k, (0.0, 0))
@@ -425,11 +425,11 @@ def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threa
             acc = {}
         if (step % run.val_every == 0 or step == total_steps) and val_imgs:
             _log_val(model, val_imgs, recipe, run, out_dir, step, seconds)
-            t_last = time.perf_counter()  # validation time is not training time
+            t_prev = time.perf_counter()  # validation time is not training time
         if step % run.save_every == 0 or step == total_steps:
             _save(model, opt, aux_opt, step, seconds, rng, out_dir / "last.pt")
             export(recipe, run, model, step, seconds)
-            t_last = time.perf_counter()
+            t_prev = time.perf_counter()
     return weights_path(recipe.path.parent, run.name)
 
 

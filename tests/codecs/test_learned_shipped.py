@@ -10,11 +10,12 @@ import torch
 from bench.codec import OperatingPoints
 from bench.codecs.learned import HyperpriorCodec, to_image, to_tensor
 from bench.data import Image
-from bench.job import Job, execute
+from bench.job import Job, JobContext, execute
 from bench.metrics import image_metrics
 from bench.models.hyperprior import hard_forward
 from bench.paths import SUBMISSIONS_DIR
 from bench.submission import Submission
+from tests.helpers.coding import decode
 from tests.helpers.images import KODAK
 
 ROOT = SUBMISSIONS_DIR / "noise_hyperprior"
@@ -38,11 +39,11 @@ def _kodak(name: str) -> np.ndarray:
 def test_odd_size_kodak_crop_codes_through_the_padding(sub, tmp_path):
     img = _kodak("kodim04.png")[:767, :511]          # portrait 768×512 → 767 high, 511 wide
     assert img.shape == (767, 511, 3)
-    rec = execute(sub, "shipped", Job(Image("kodim04-odd", "0" * 64, img), "base", tmp_path / "odd.bin"), threads=2)
+    rec = execute(JobContext(sub, "shipped", threads=2), Job(Image("kodim04-odd", "0" * 64, img), "base", tmp_path / "odd.bin"))
     data = (tmp_path / "odd.bin").read_bytes()
     assert rec["bytes"] == len(data) and rec["bpp"] == pytest.approx(len(data) * 8 / (767 * 511))
     codec = HyperpriorCodec({"models": ["base"]}, ROOT)
-    decoded = codec.decode(data)
+    decoded = decode(codec, data)
     x, h, w = to_tensor(img)
     assert x.shape[-2:] == (768, 512)
     with torch.no_grad():
@@ -54,7 +55,7 @@ def test_odd_size_kodak_crop_codes_through_the_padding(sub, tmp_path):
 
 @pytest.mark.parametrize("name", ["kodim01.png", "kodim23.png"])
 def test_real_file_at_most_two_percent_above_the_estimated_bits(sub, tmp_path, name):
-    rec = execute(sub, "shipped", Job(Image(name, "0" * 64, _kodak(name)), "base", tmp_path / "k.bin"), threads=2)
+    rec = execute(JobContext(sub, "shipped", threads=2), Job(Image(name, "0" * 64, _kodak(name)), "base", tmp_path / "k.bin"))
     assert rec["overhead_pct"] == pytest.approx(100 * (rec["bytes"] * 8 - rec["est_bits"]) / rec["est_bits"])
     # Below the estimate is allowed: at this rate the per-image scale shift codes y with
     # scales above the noise-trained σ and the file lands up to ~3 % under −log2 likelihood

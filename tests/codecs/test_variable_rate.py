@@ -9,16 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from bench.complexity import last_forward_costs
 from PIL import Image as PILImage
 
 from bench.codec import BitstreamError
 from bench.codecs.learned import to_image, to_tensor
-from bench.codecs.variable_rate import LEVELS, VariableRateCodec, index_lmbda, lmbda_index
+from bench.codecs.variable_rate import (
+    LEVELS,
+    VariableRateCodec,
+    index_lmbda,
+    lmbda_index,
+)
+from bench.complexity import last_forward_costs
 from bench.container import unpack
 from bench.submission import load_manifest
 from tests.helpers import DECODE_WORKER
+from tests.helpers.coding import decode, encode, round_trip_measures
 from tests.helpers.images import kodak_crop
 from tests.helpers.lic_forge import forge
 from tests.helpers.vr_models import HI, LO, vr_submissions
@@ -44,26 +49,25 @@ def test_codec_roundtrips_through_bytes_with_lambda_in_the_header(subs):
     assert isinstance(codec, VariableRateCodec)
     assert (codec.lmbda_min, codec.lmbda_max) == pytest.approx((LO, HI))
     img = kodak_crop(box=(200, 100, 267, 145))              # 67 × 45: padded to 128 × 64
-    data = codec.encode(img, 5.0)
+    data = encode(codec, img, 5.0)
     c = unpack(data)
     assert c.model_id == lmbda_index(5.0, codec.lmbda_min, codec.lmbda_max)
     lmbda = index_lmbda(c.model_id, codec.lmbda_min, codec.lmbda_max)
     assert lmbda == pytest.approx(5.0, rel=1e-4)
     fresh = VariableRateCodec({"weights": "vr.pt"}, subs / "ecg")   # nothing but the bytes passes
-    out = fresh.decode(data)
+    out = decode(fresh, data)
     x, h, w = to_tensor(img)
     with torch.no_grad():   # the encoder's own reconstruction: rounded latents at the coded λ
         ref = to_image(codec.model(x, torch.tensor([lmbda]))["x_hat"], h, w)
     assert out.shape == img.shape and np.array_equal(out, ref)
-    assert len(codec.encode(img, HI)) > len(data) > len(codec.encode(img, LO))
-    codec.decode(codec.encode(img, 5.0))   # one job: measure reports its encode and decode
+    assert len(encode(codec, img, HI)) > len(data) > len(encode(codec, img, LO))
     passes = []
     hook = codec.model.g_a.register_forward_hook(lambda *a: passes.append(1))
     try:
-        m = codec.measure(img, 5.0, data)
+        _, m = round_trip_measures(codec, img, 5.0)     # one job: what its encode and decode measured
     finally:
         hook.remove()
-    assert passes == []                    # no network pass of its own
+    assert passes == [1]                   # the encode's own pass, none besides
     with torch.no_grad():                  # close to what an eval-mode forward at λ gives: the
         out = codec.model(x, torch.tensor([lmbda]))      # gates see the same tensors up to rounding
     ref = last_forward_costs(codec.model).totals()
@@ -75,11 +79,11 @@ def test_codec_roundtrips_through_bytes_with_lambda_in_the_header(subs):
     bad = bytearray(data)
     bad[-3] ^= 0x10
     with pytest.raises(BitstreamError, match="CRC32"):
-        codec.decode(bytes(bad))
+        decode(codec, bytes(bad))
     with pytest.raises(BitstreamError):
-        codec.decode(data[:-1])
+        decode(codec, data[:-1])
     with pytest.raises(ValueError, match="outside"):
-        codec.encode(img, 20.0)
+        encode(codec, img, 20.0)
 
 
 def test_decode_is_identical_in_another_process(subs, tmp_path):
@@ -89,13 +93,13 @@ def test_decode_is_identical_in_another_process(subs, tmp_path):
     import sys
 
     codec = load_manifest(subs / "ecg" / "submission.toml").make_codec()
-    data = codec.encode(kodak_crop(box=(100, 60, 229, 157)), 3.3)       # 129 × 97: padded
+    data = encode(codec, kodak_crop(box=(100, 60, 229, 157)), 3.3)       # 129 × 97: padded
     (tmp_path / "a.bin").write_bytes(data)
     proc = subprocess.run([sys.executable, str(DECODE_WORKER),
                            str(subs / "ecg" / "submission.toml"), str(tmp_path / "a.bin"), str(tmp_path / "a.npy"),
                            str(torch.get_num_threads())], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert np.array_equal(np.load(tmp_path / "a.npy"), codec.decode(data))
+    assert np.array_equal(np.load(tmp_path / "a.npy"), decode(codec, data))
 
 
 def test_another_lambda_id_decodes_to_another_image(subs):
@@ -103,11 +107,11 @@ def test_another_lambda_id_decodes_to_another_image(subs):
     id decode to a different image."""
     codec = load_manifest(subs / "ecg" / "submission.toml").make_codec()
     img = kodak_crop(box=(0, 0, 64, 64))
-    data = codec.encode(img, 3.0)
+    data = encode(codec, img, 3.0)
     forged = forge(data, model_id=lmbda_index(12.0, LO, HI))
-    assert not np.array_equal(codec.decode(forged), codec.decode(data))
+    assert not np.array_equal(decode(codec, forged), decode(codec, data))
     with pytest.raises(BitstreamError, match="λ index 16384"):
-        codec.decode(forge(data, model_id=16384))
+        decode(codec, forge(data, model_id=16384))
 
 
 def test_variable_rate_submission_runs_end_to_end_with_effective_columns(subs, tmp_path):

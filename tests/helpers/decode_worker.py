@@ -16,11 +16,12 @@ def main(argv: list[str]) -> int:
     import torch
 
     from bench.submission import load_manifest
+    from tests.helpers.coding import decode
 
     manifest, bitstream, out, threads = argv
     torch.set_num_threads(int(threads))
     codec = load_manifest(Path(manifest)).make_codec()
-    np.save(out, codec.decode(Path(bitstream).read_bytes()))
+    np.save(out, decode(codec, Path(bitstream).read_bytes()))
     return 0
 
 

@@ -20,7 +20,15 @@ from bench.codecs.learned import to_image, to_tensor
 from bench.models.ecg import ChannelGate, ECGHyperprior, init_from_hyperprior
 from bench.paths import REPO_ROOT
 from tests.helpers.images import kodak_crop
-from tests.helpers.vr_models import HI, LO, M, N, calibrated_ecg, grow_modulator, likelihood_bits
+from tests.helpers.vr_models import (
+    HI,
+    LO,
+    M,
+    N,
+    calibrated_ecg,
+    grow_modulator,
+    likelihood_bits,
+)
 
 
 # --------------------------------------------------------------------------- gate

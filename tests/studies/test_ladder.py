@@ -12,8 +12,8 @@ import torch
 
 from bench.cli import main
 from bench.models.context3d import build_context_model
-from bench.run import run_benchmark
 from bench.report import build_report
+from bench.run import run_benchmark
 from bench.studies.ladder import ladder, verdict, write_ladder
 from bench.submission import get_submission
 from tests.helpers.manifests import write_submission

@@ -20,9 +20,9 @@ from bench.paths import REPO_ROOT, SHARED_DATA_DIR
 from bench.submission import load_manifest
 from bench.train.recipe import RecipeError, RunSpec, load_recipe
 from bench.train.widen import init_from_variable_rate
+from tests.helpers.coding import decode, encode
 from tests.helpers.images import kodak_crop
 from tests.helpers.vr_models import HI, LO, write_vr_manifest
-
 
 RECIPE = """
 [model]
@@ -95,7 +95,7 @@ def test_variable_rate_recipe_trains_from_a_hyperprior_and_exports_a_codec(tiny,
     write_vr_manifest(tiny, "ecg", weights="vr.pt")
     codec = load_manifest(tiny / "ecg" / "submission.toml").make_codec()
     img = kodak_crop(box=(0, 0, 64, 64))
-    assert codec.decode(codec.encode(img, 2.0)).shape == (64, 64, 3)
+    assert decode(codec, encode(codec, img, 2.0)).shape == (64, 64, 3)
 
 
 def test_bm_recipe_trains_and_recipes_are_checked(tiny):

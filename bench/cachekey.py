@@ -1,0 +1,20 @@
+"""The results cache's key: a run's hash (the submission's content hash, and where and how
+its codec ran) × an image's SHA-256 × the operating point's text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def point_key(point: Any) -> str:
+    """A stable, file-name-safe text for an operating point (part of the cache key)."""
+    if isinstance(point, float):
+        return repr(round(point, 6))
+    return str(point).replace("/", "_").replace(" ", "_")
+
+
+def run_hash(content_hash: str, device: str = "cpu", sandboxed: bool = True) -> str:
+    """The content hash, with the device kind when the networks ran elsewhere than on the CPU
+    (``+cuda``) and ``+nosandbox`` when the codec ran unsandboxed: such records are cached
+    apart, so a row never mixes them with the default's."""
+    return content_hash + ("" if device == "cpu" else "+" + device.split(":")[0]) + ("" if sandboxed else "+nosandbox")
