@@ -77,13 +77,15 @@ def cmd_list(args) -> int:
     from bench.submission import discover
 
     print("submissions:")
-    for name, sub in discover(include_unready=True).items():
+    subs = discover(include_unready=True)
+    width = max(26, *map(len, subs))     # a long name must not push its description out of line
+    for name, sub in subs.items():
         tag = {"training": " [training: no weights yet]",
                "external": " [external weights: see its README]"}.get(sub.status, "")
-        print(f"  {name:<26} {sub.description}{tag}")
+        print(f"  {name:<{width}} {sub.description}{tag}")
         ranges = [f"{ds} {r}" for ds in RANGE_DATASETS if (r := _bpp_range(Path(args.reports), ds, name))]
         if ranges:
-            print(f"  {'':<26} bpp range of its operating points: {'; '.join(ranges)}")
+            print(f"  {'':<{width}} bpp range of its operating points: {'; '.join(ranges)}")
     print("\ndatasets:")
     for name, spec in DATASETS.items():
         print(f"  {name:<26} {spec.description}")
@@ -147,22 +149,56 @@ def _differs(bit_identical: str) -> bool:
     return bool(total) and same != total
 
 
-def cmd_verify(args) -> int:
-    from bench.verify import verify_dataset
+EXIT_FILES_MISSING = 3
 
-    rows = verify_dataset(Path(args.reports), args.dataset, args.submission, sandboxed=not args.no_sandbox)
-    bad = [r for r in rows if r["files"] != r["images"] or r["bytes_on_disk"] != r["bytes_reported"]
-           or r["psnr_diff_db"] > 0.01 or _differs(r["bit_identical"])]
-    for r in rows:
-        print(f"{r['submission']:>24} {r['mode']:>9} {r['objective']:>6} {r['target_bpp']:>6}  "
-              f"files {r['files']}/{r['images']}  "
-              f"bytes {r['bytes_on_disk']}/{r['bytes_reported']}  PSNR {r['psnr_recomputed']:.4f} "
-              f"(reported {r['psnr_reported']:.4f})  bit-identical {r['bit_identical']}")
-    print(f"{len(rows) - len(bad)} of {len(rows)} rows reproduce from their files (PSNR within 0.01 dB)")
+
+def cmd_verify(args) -> int:
     from bench.data import open_dataset
     from bench.report import build_report
 
-    build_report(Path(args.reports) / open_dataset(args.dataset).name)
+    if args.rerun:
+        return _verify_rerun(args)
+    from bench.verify import MISSING, how_to_get_files, verify_dataset
+
+    rows = verify_dataset(Path(args.reports), args.dataset, args.submission, sandboxed=not args.no_sandbox)
+    missing = [r for r in rows if r["bit_identical"] == MISSING]
+    bad = [r for r in rows if r not in missing and (
+        r["files"] != r["images"] or r["bytes_on_disk"] != r["bytes_reported"] or r["psnr_diff_db"] > 0.01
+        or _differs(r["bit_identical"]))]
+    for r in rows:
+        head = f"{r['submission']:>24} {r['mode']:>9} {r['objective']:>6} {r['target_bpp']:>6}  "
+        if r in missing:
+            print(head + f"files not present ({r['files']} of {r['images']})")
+            continue
+        print(head + f"files {r['files']}/{r['images']}  bytes {r['bytes_on_disk']}/{r['bytes_reported']}  "
+              f"PSNR {r['psnr_recomputed']:.4f} (reported {r['psnr_reported']:.4f})  "
+              f"bit-identical {r['bit_identical']}")
+    checked = len(rows) - len(missing)
+    print(f"{checked - len(bad)} of {checked} rows with their files reproduce from them (PSNR within 0.01 dB)")
+    name = open_dataset(args.dataset).name
+    for sub in dict.fromkeys(r["submission"] for r in missing):
+        print(f"files not present for {sub}'s rows: {how_to_get_files(sub, args.dataset)}")
+    build_report(Path(args.reports) / name)
+    return 1 if bad else EXIT_FILES_MISSING if missing else 0
+
+
+def _verify_rerun(args) -> int:
+    """``verify --rerun``: re-code every published row's chosen points and compare the files."""
+    from bench.data import open_dataset
+    from bench.report import build_report
+    from bench.rerun import rerun_dataset
+
+    results = rerun_dataset(Path(args.reports), args.dataset, args.submission, publish=args.publish,
+                            sandboxed=not args.no_sandbox, log=lambda m: print(m, file=sys.stderr))
+    bad = [r for r in results if r["problems"]]
+    for r in results:
+        print(f"{r['submission']:>24} {r['mode']:>9} {r['objective']:>6} {r['target_bpp']:>6}  "
+              f"re-coded {r['reproduced']}/{r['images']} identical to the published files")
+        for p in r["problems"][:10]:
+            print(f"{'':>26}{p}")
+    print(f"{len(results) - len(bad)} of {len(results)} rows reproduce bit-exactly when re-coded here")
+    if args.publish:
+        build_report(Path(args.reports) / open_dataset(args.dataset).name)
     return 1 if bad else 0
 
 
@@ -310,6 +346,12 @@ def _add_files(sp) -> None:
     _dataset(v)
     v.add_argument("--submission", "-s", action="append", help="only this submission's rows (repeatable)")
     v.add_argument("--max-pixels", type=_pixels, help=MAX_PIXELS_HELP)
+    v.add_argument("--rerun", action="store_true",
+                   help="re-code each row's chosen points here and check that the files are the published ones "
+                        "(their SHA-256, or size and decoded pixels where no hash was published)")
+    v.add_argument("--publish", action="store_true",
+                   help="with --rerun: write the reproduced files into the rows' bitstream folders and their "
+                        "SHA-256 into per_image.csv (rows that reproduced in full only)")
     _no_sandbox(v)
     _reports(v)
     v.set_defaults(fn=cmd_verify)

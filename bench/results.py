@@ -15,23 +15,20 @@ import json
 import math
 import os
 import platform
-import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
-
-from bench.paths import REPO_ROOT
 
 FORMAT_VERSION = 1
 # The columns of a run folder's CSVs (rows.csv, per_image.csv, rd.csv), in order; learned
 # codecs add more to rows.csv (complexity, rate overhead), which readers carry through.
 ROW_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "objective", "status", "images", "bytes",
                "budget_bytes", "bpp", "psnr", "msssim", "msssim_db", "psnr_mean", "msssim_mean", "enc_s", "dec_s",
-               "device", "sandbox", "bitstreams", "lowest_bpp", "note", "date", "commit"]
+               "device", "sandbox", "bitstreams", "lowest_bpp", "note", "date", "commit", "reproduced"]
 PER_IMAGE_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "objective", "image_id", "point", "bytes", "bpp",
-                     "psnr", "msssim", "msssim_db", "enc_s", "dec_s", "file", "decoded_sha256", "est_bits",
-                     "overhead_pct", "points_estimated", "points_coded"]
+                     "psnr", "msssim", "msssim_db", "enc_s", "dec_s", "file", "file_sha256", "decoded_sha256",
+                     "est_bits", "overhead_pct", "points_estimated", "points_coded"]
 RD_COLUMNS = ["submission", "point", "images", "bytes", "bpp", "psnr", "msssim", "msssim_db", "psnr_mean",
               "msssim_mean", "estimated"]
 # What a row answers: rate control's rule (mode, objective) at one target. Rows of one run
@@ -150,17 +147,6 @@ def merge_rows(path: Path, new_rows: Iterable[dict], key: tuple[str, ...]) -> li
     return kept + new
 
 
-def git_commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (sha or "unknown") + ("+dirty" if dirty else "")
-
-
 def package_versions() -> dict[str, str]:
     out = {}
     for p in PACKAGES:
@@ -177,9 +163,14 @@ def environment() -> dict[str, Any]:
 
 
 def run_info(**fields: Any) -> dict[str, Any]:
-    """The run.json payload: format version, date, commit, environment and the caller's fields."""
+    """The run.json payload: format version, date, commit (``+dirty`` when the code differed
+    from it) and what differed (:mod:`bench.provenance`), environment and the caller's fields."""
+    from bench.provenance import code_state, commit_label
+
+    state = code_state()
     return {"format_version": FORMAT_VERSION, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "commit": git_commit(), "environment": environment(), "packages": package_versions(), **fields}
+            "commit": commit_label(state), "provenance": state, "environment": environment(),
+            "packages": package_versions(), **fields}
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -7,6 +7,7 @@ the full RD curve → rd.csv; run.json. The caller (the CLI) rebuilds the datase
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 from dataclasses import dataclass
@@ -201,6 +202,7 @@ def _per_image_rows(sub: Submission, dataset: str, sel: Selection, images: list[
                          "objective": sel.objective, **{k: r[k] for k in RECORD_COLUMNS if k in r},
                          "point": point_key(r["point"]),
                          "file": str(file.relative_to(REPO_ROOT)) if file.is_relative_to(REPO_ROOT) else str(file),
+                         "file_sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
                          "points_estimated": len(runner.points[im.id]["estimated"]),
                          "points_coded": len(runner.points[im.id]["coded"])})
     return rows

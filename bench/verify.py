@@ -57,6 +57,21 @@ def _refused(row: dict, why: str) -> dict:
             "bit_identical": f"refused: {why}", "run_device": row.get("device", ""), "verify_device": "none"}
 
 
+MISSING = "files not present"
+
+
+def _missing(row: dict, present: list[Path]) -> dict:
+    """A verify line for a row whose files are not here: nothing to check, nothing wrong."""
+    return _refused(row, "") | {"files": len(present), "bytes_on_disk": sum(f.stat().st_size for f in present),
+                                "bit_identical": MISSING}
+
+
+def how_to_get_files(submission: str, dataset: str) -> str:
+    """What to run to have a row's files: its run again, or its chosen points re-coded."""
+    return (f"run `make bench SUBMISSION={submission} DATASET={dataset}` or "
+            f"`python -m bench verify --rerun -s {submission} -d {dataset}`")
+
+
 def _folder(row: dict) -> Path:
     folder = Path(row["bitstreams"])
     return folder if folder.is_absolute() else REPO_ROOT / folder
@@ -110,11 +125,13 @@ def _verify_row(row: dict, originals: dict, recorded: dict, default_threads: int
     if run_device is None:       # a GPU-coded file decodes on a GPU only (bench.codecs.learned.CUDA_CODED)
         return _refused(row, f"coded on {row['device']}; this machine has no CUDA device: verify on one")
     threads, device = _run_threads(row.get("device", "")) or default_threads, check_device(run_device)
+    files = sorted(_folder(row).glob("*.bin"))
+    if len(files) < int(row["images"]):      # never published, or not re-made here: missing, not wrong
+        return _missing(row, files)
     if row["submission"] not in remotes:
         remotes[row["submission"]] = RemoteCodec(get_submission(row["submission"]), sandboxed,
                                                  device.startswith("cuda"))
     codec = remotes[row["submission"]]
-    files = sorted(_folder(row).glob("*.bin"))
     sse = values = 0.0
     ms_weighted = pixels = 0.0
     identical = compared = 0
