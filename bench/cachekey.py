@@ -13,8 +13,11 @@ def point_key(point: Any) -> str:
     return str(point).replace("/", "_").replace(" ", "_")
 
 
-def run_hash(content_hash: str, device: str = "cpu", sandboxed: bool = True) -> str:
+def run_hash(content_hash: str, device: str = "cpu", sandboxed: bool = True, device_tag: str = "") -> str:
     """The content hash, with the device kind when the networks ran elsewhere than on the CPU
-    (``+cuda``) and ``+nosandbox`` when the codec ran unsandboxed: such records are cached
-    apart, so a row never mixes them with the default's."""
-    return content_hash + ("" if device == "cpu" else "+" + device.split(":")[0]) + ("" if sandboxed else "+nosandbox")
+    (``+cuda``, then ``-<device_tag>``: :func:`bench.device.identity_tag` of the GPU model and
+    the CUDA, cuDNN and torch versions, which change a CUDA file's bytes) and ``+nosandbox``
+    when the codec ran unsandboxed: such records are cached apart, so a row never mixes them
+    with the default's, nor one GPU's with another's. CPU keys are what they always were."""
+    where = "" if device == "cpu" else "+" + device.split(":")[0] + (f"-{device_tag}" if device_tag else "")
+    return content_hash + where + ("" if sandboxed else "+nosandbox")

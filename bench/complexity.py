@@ -21,7 +21,8 @@ from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
 ELEMENTWISE_OPS = ("aten::pow", "aten::sqrt", "aten::rsqrt", "aten::sub", "aten::mul", "aten::add", "aten::div",
-                   "aten::abs", "aten::relu", "aten::relu_", "aten::leaky_relu", "aten::leaky_relu_", "aten::exp", "aten::log", "aten::sigmoid",
+                   "aten::abs", "aten::relu", "aten::relu_", "aten::leaky_relu", "aten::leaky_relu_", "aten::exp",
+                   "aten::log", "aten::sigmoid",
                    "aten::clamp", "aten::round", "aten::neg", "aten::gt", "aten::lt", "aten::where",
                    "prim::PythonOp.LowerBoundFunction")
 #: Ops that move or reshape data and cost no arithmetic: counted as zero on purpose.
@@ -54,11 +55,19 @@ def count(module: nn.Module, *inputs: torch.Tensor) -> PartCost:
     return PartCost(macs=int(a.total() - ew), elementwise=int(ew), uncounted=dict(a.unsupported_ops()))
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s weights are (the CPU for a model without any): counting inputs are
+    made there, so a model moved to a GPU by earlier jobs is counted where it is."""
+    p = next(iter([*model.parameters(), *model.buffers()]), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def hyperprior_costs(model: nn.Module, height: int, width: int) -> dict[str, PartCost]:
-    """Per-part costs of a (mean-)scale hyperprior on an image padded to ``height``×``width``."""
+    """Per-part costs of a (mean-)scale hyperprior on an image padded to ``height``×``width``
+    (its input made on the model's device; MACs do not depend on it)."""
     model.eval()
-    x = torch.zeros(1, 3, height, width)
+    x = torch.zeros(1, 3, height, width, device=model_device(model))
     y = model.g_a(x)
     z = model.h_a(y if isinstance(model, MeanScaleHyperprior) else torch.abs(y))
     return {"g_a": count(model.g_a, x), "h_a": count(model.h_a, y), "h_s": count(model.h_s, z),
@@ -174,7 +183,7 @@ def last_forward_costs(model: nn.Module, parts: tuple[str, ...] | None = None) -
 @torch.no_grad()
 def gated_costs(model: nn.Module, x: torch.Tensor, lmbda: float) -> GatedCosts:
     """Eval-mode forward of a variable-rate model on ``x`` (already padded) at ``lmbda``,
-    and its costs."""
+    and its costs (λ made where ``x`` is)."""
     model.eval()
-    model(x, torch.full((x.shape[0],), float(lmbda)))
+    model(x, torch.full((x.shape[0],), float(lmbda), device=x.device))
     return last_forward_costs(model)

@@ -22,8 +22,9 @@ import re
 import resource
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from bench.codec import BitstreamError
 
@@ -191,9 +192,15 @@ def _cuda_initialised() -> bool:
 
 
 @contextmanager
-def job_memory(pixels: int, name: str, threads: int = 1) -> Iterator[int | None]:
+def job_memory(pixels: int, name: str, threads: int = 1, device: str = "cpu") -> Iterator[int | None]:
     """Run the block under an address-space ceiling (RLIMIT_AS) of the process's size now plus
     :func:`job_allowance`; yields the ceiling in bytes (None: no ceiling applies).
+
+    A job whose networks run on CUDA (``device``), or any job once CUDA runs in the process,
+    gets none: CUDA reserves tens of GB of address space, at start-up and as it allocates, so
+    an address-space ceiling measures nothing there; the GPU's own memory bounds the
+    networks, and the pixel cap and the declared-size check still come first. The codec
+    starts CUDA when it is placed, before this block (:func:`bench.device.start_cuda`).
 
     Running out of memory inside the block (MemoryError, or torch's allocator failing) becomes
     a MemoryError that names ``name``, the ceiling and how to raise it; the previous limit is
@@ -201,7 +208,7 @@ def job_memory(pixels: int, name: str, threads: int = 1) -> Iterator[int | None]
     """
     allowance = job_allowance(pixels, threads)
     base = address_space()
-    if allowance is None or base is None or _cuda_initialised():
+    if allowance is None or base is None or device.startswith("cuda") or _cuda_initialised():
         yield None
         return
     ceiling = _CEILING.enter(allowance, base)

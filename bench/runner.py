@@ -9,12 +9,22 @@ to the run's log at once, so an interrupted run loses at most the jobs in flight
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from bench.cachekey import point_key, run_hash
 from bench.data import Image
-from bench.device import DeviceError, check_device, device_refusal
+from bench.device import (
+    DeviceError,
+    DeviceFailure,
+    check_device,
+    device_failure,
+    device_identity,
+    device_refusal,
+    identity_tag,
+    jobs_on,
+)
 from bench.job import Job, JobContext, default_threads, execute, in_worker, probe, safe_execute
 from bench.progress import RunProgress
 from bench.records import JobRecord, JobsFailed
@@ -29,9 +39,10 @@ class Runner:
     """Evaluates (image id, point) pairs for one submission on one dataset, with a cache.
 
     ``device``: where the codec's networks run (checked here, before any job: this machine
-    and the codec must both have it). ``sandboxed``: the codec's processes run under
-    bubblewrap (:mod:`bench.sandbox`); off only when asked, and then its records are cached
-    apart (:func:`bench.cachekey.run_hash`) and say ``sandbox: off``."""
+    and the codec must both have it; on a GPU, one job at a time (:func:`bench.device.jobs_on`)
+    and a GPU failure stops the run (:class:`bench.device.DeviceFailure`)). ``sandboxed``: the
+    codec's processes run under bubblewrap (:mod:`bench.sandbox`); off only when asked, and then
+    its records are cached apart (:func:`bench.cachekey.run_hash`) and say ``sandbox: off``."""
 
     def __init__(self, sub: Submission, images: list[Image], run_dir: Path, jobs: int = 1,
                  backend: str = "joblib", scheduler: str | None = None, progress: bool = True,
@@ -46,11 +57,16 @@ class Runner:
         info = self.remote.info()              # the codec's own process: a codec that cannot load says so here
         if self.device.split(":")[0] not in info.devices:
             raise DeviceError(device_refusal(sub.name, info.devices, self.device))
-        self.content_hash = run_hash(sub.content_hash(info.versions, self.files_hash), self.device, sandboxed)
+        self.identity = device_identity(self.device)     # GPU model and libraries: part of the cache key on CUDA
+        self.content_hash = run_hash(sub.content_hash(info.versions, self.files_hash), self.device, sandboxed,
+                                     identity_tag(self.identity))
         self.store = RecordStore(self.run_dir / "records.jsonl")
         self.estimates = RecordStore(self.run_dir / "estimates.jsonl")
-        self.jobs, self.backend, self.scheduler = max(1, jobs), backend, scheduler
+        self.jobs, self.backend, self.scheduler = jobs_on(self.device, jobs), backend, scheduler
         self.log = log
+        if self.jobs < jobs:
+            log(f"[run] {self.device}: one job at a time on the GPU (asked for {jobs}): jobs sharing it would "
+                "each time the other's kernels")
         self.progress = RunProgress(sub.name, enabled=progress)
         self.computed = 0
         self.failures: list[str] = []
@@ -144,6 +160,9 @@ class Runner:
 
     def _failed(self, image_id: str, point: Any, error: BaseException) -> tuple[str, str]:
         msg = f"{image_id} @ {point_key(point)}: {type(error).__name__}: {error}"
+        if device_failure(error):     # the GPU's failure, not the image's: stop, never leave the image out
+            raise DeviceFailure(f"{msg}. The run stops on {self.device}'s failure rather than leave {image_id} out: "
+                                "free the GPU's memory (nvidia-smi lists its processes) or run with --device cpu")
         self.failures.append(msg)
         self.failed_images.add(image_id)
         self.progress.write(f"[run] job failed: {msg}", self.log)

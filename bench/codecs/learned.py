@@ -6,8 +6,10 @@ run compressai's ``compress``/``decompress`` in float32 under ``torch.no_grad`` 
 the codec's device, ``--device``; the rANS coder on the CPU), and crop back to the original
 size. The entropy decoder needs exactly the scales the encoder used, which compressai's
 ``decompress`` recomputes from the decoded z; that is deterministic for a given machine,
-device, library versions and thread count (see ``versions``), so a file records whether its
-networks ran on CUDA (:data:`CUDA_CODED`) and decodes only on that kind of device.
+device, library versions and thread count (see ``versions``; on CUDA with cuDNN's
+deterministic algorithms, :func:`bench.device.start_cuda`), so a file records whether its
+networks ran on CUDA (:data:`CUDA_CODED`) and decodes only on that kind of device. On CUDA a
+network warms up once per padded size before its first timed call (:func:`bench.device.warm_up`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import math
 import re
 import time
 from abc import abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +30,9 @@ from torch import nn
 
 from bench.codec import BitstreamError, Codec, Complexity, Decoded, Encoded, Estimate, JobMeasures
 from bench.codecs import scale_shift
-from bench.container import MAX_SIDE, VERSION as CONTAINER_VERSION, pack, unpack
-from bench.device import DeviceMismatch, network_clock
+from bench.container import MAX_SIDE, pack, unpack
+from bench.container import VERSION as CONTAINER_VERSION
+from bench.device import DeviceMismatch, device_failure, network_clock, start_cuda, warm_up
 from bench.limits import is_out_of_memory
 from bench.models.hyperprior import DOWNSAMPLINGS, build_model, hard_forward
 
@@ -76,7 +80,7 @@ def latent_shape(h: int, w: int) -> tuple[int, int]:
 
 def likelihood_bits(likelihoods) -> float:
     """−log2 of the likelihoods: the bits an ideal entropy coder would spend on the symbols."""
-    return float(sum(-torch.log2(l).sum() for l in likelihoods))
+    return float(sum(-torch.log2(lik).sum() for lik in likelihoods))
 
 
 def _prepare(model: nn.Module) -> nn.Module:
@@ -162,14 +166,35 @@ class LearnedCodec(Codec):
     def __init__(self, params: dict[str, Any], root: Any = None) -> None:
         super().__init__(params, root)
         self._costs: dict[tuple, Complexity] = {}
+        self._warm: set = set()          # (network, padded input shape) pairs warmed up on this device
+
+    def place(self, device: str) -> None:
+        """Networks on ``device`` from now on. On CUDA the device starts here (current device,
+        context, coding flags: :func:`bench.device.start_cuda`), before any job's memory
+        ceiling; the models loaded so far move now, others when first used."""
+        if device.startswith("cuda"):
+            start_cuda(device)
+        super().place(device)
+        self._warm.clear()
+        for model in self._loaded():
+            self._placed(model)
+
+    def _loaded(self) -> list[nn.Module]:
+        """The models this codec holds now (a fixed list, or one variable-rate model)."""
+        single = getattr(self, "model", None)
+        return [*getattr(self, "models", []), *([single] if isinstance(single, nn.Module) else [])]
 
     def _placed(self, model: nn.Module) -> nn.Module:
         """``model`` with its weights on this codec's device (moved on first use; models are
         shared within a process, so each use checks)."""
-        p = next(model.parameters(), None)
+        p = next(iter([*model.parameters(), *model.buffers()]), None)
         if p is not None and p.device != torch.device(self.device):
             model.to(self.device)
         return model
+
+    def _warm_up(self, model: nn.Module, shape: tuple[int, ...]) -> None:
+        """One untimed forward per network and padded size on a GPU (:func:`bench.device.warm_up`)."""
+        warm_up(getattr(model, "model", model), shape, self.device, self._warm, model)
 
     def _check_device(self, variant: int) -> None:
         """A file decodes on the kind of device its networks ran on (:data:`CUDA_CODED`)."""
@@ -192,10 +217,13 @@ class LearnedCodec(Codec):
         model_id, model = self._for_point(point)
         model = self._placed(model)
         x, h, w = to_tensor(image)
+        self._warm_up(model, tuple(x.shape))
         t0 = time.perf_counter()
-        with scale_shift.searching(model) as variant, network_clock(transforms(model), self.device) as net:
-            out, est = compress_with_bits(model, x.to(self.device))
-        measures = JobMeasures(est_bits=est, enc_net_s=net[0], enc_coder_s=time.perf_counter() - t0 - net[0])
+        with scale_shift.searching(model) as variant, network_clock(transforms(model), self.device) as clock:
+            out, est = compress_with_bits(model, clock.to_device(x))
+        wall = time.perf_counter() - t0
+        measures = JobMeasures(est_bits=est, enc_net_s=clock.net_s, enc_coder_s=clock.coder_s(wall),
+                               enc_copy_s=clock.copies())
         y_strings, z_strings = out["strings"]
         if len(y_strings) != 1 or len(z_strings) != 1:
             raise RuntimeError(f"expected one y and one z string, got {len(y_strings)} and {len(z_strings)}")
@@ -216,6 +244,7 @@ class LearnedCodec(Codec):
             return None
         model = self._placed(model)
         x, h, w = to_tensor(image)
+        self._warm_up(model, tuple(x.shape))
         x = x.to(self.device)
         out = model(x) if kind == "gated" else hard_forward(model, x)
         lik = out["likelihoods"]
@@ -233,17 +262,20 @@ class LearnedCodec(Codec):
             raise BitstreamError(f"expected 2 streams (z, y), the file has {len(c.streams)}")
         self._check_device(c.variant)
         z, y = c.streams
+        self._warm_up(model, (1, 3, c.height + (-c.height) % PAD, c.width + (-c.width) % PAD))
         t0 = time.perf_counter()
         with scale_shift.decoding(model, c.variant & ~CUDA_CODED), \
-                network_clock(transforms(model), self.device) as net:   # unknown variant: raises first
+                network_clock(transforms(model), self.device) as clock:   # unknown variant: raises first
             try:
                 with torch.no_grad():
                     x_hat = model.decompress([[y], [z]], latent_shape(c.height, c.width))["x_hat"]
             except (RuntimeError, ValueError, AssertionError, IndexError) as e:
-                if is_out_of_memory(e):       # not bad bytes: the job's memory ceiling names it
+                if is_out_of_memory(e) or device_failure(e):   # not bad bytes: memory or the device
                     raise
                 raise BitstreamError(f"entropy decoding failed: {type(e).__name__}: {e}") from None
-        measures = JobMeasures(dec_net_s=net[0], dec_coder_s=time.perf_counter() - t0 - net[0])
+            x_hat = clock.to_host(x_hat)      # the same uint8 pixels either side: ×255 and rounding are exact
+        wall = time.perf_counter() - t0
+        measures = JobMeasures(dec_net_s=clock.net_s, dec_coder_s=clock.coder_s(wall), dec_copy_s=clock.copies())
         return Decoded(to_image(x_hat, c.height, c.width), measures)
 
     def complexity(self, point: Any, height: int, width: int) -> Complexity | None:
@@ -305,7 +337,8 @@ def load_weights(path: Path, build: Callable[[dict], nn.Module] = _fixed_rate_mo
     try:
         model = build(meta)
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: 'meta' does not describe a model this codec builds ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path}: 'meta' does not describe a model this codec builds "
+                         f"({type(e).__name__}: {e})") from None
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()})
     except (ValueError, RuntimeError, KeyError, AttributeError) as e:
@@ -470,8 +503,10 @@ class ZooCodec(LearnedCodec):
 
     def _for_id(self, model_id: int) -> nn.Module:
         if model_id not in self.available:
-            raise BitstreamError(f"unknown model id {model_id} in the file; {self.arch} has qualities {self.available}")
+            raise BitstreamError(f"unknown model id {model_id} in the file; "
+                                 f"{self.arch} has qualities {self.available}")
         return self._load(model_id)
 
     def versions(self) -> dict[str, str]:
-        return super().versions() | {"zoo": f"{self.arch}/{self.metric}/{'pretrained' if self.pretrained else 'random'}"}
+        return super().versions() | {"zoo": f"{self.arch}/{self.metric}/"
+                                            f"{'pretrained' if self.pretrained else 'random'}"}

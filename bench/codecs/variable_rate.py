@@ -25,8 +25,15 @@ from torch import nn
 
 from bench.codec import BitstreamError, Complexity, Decoded, Encoded, JobMeasures
 from bench.codecs.learned import FILE_NAME_RE, PAD, LearnedCodec, load_weights
-from bench.complexity import (DECODER_PARTS, ENCODER_PARTS, decoder_bytes, gated_costs, last_forward_costs,
-                              parameter_count)
+from bench.complexity import (
+    DECODER_PARTS,
+    ENCODER_PARTS,
+    decoder_bytes,
+    gated_costs,
+    last_forward_costs,
+    model_device,
+    parameter_count,
+)
 from bench.models.ecg import VARIABLE_RATE_ARCHS, ECGHyperprior, build_variable_rate
 
 LEVELS = 2**14 - 1
@@ -75,7 +82,8 @@ class AtLambda(nn.Module):
         self.model, self.lmbda = model, lmbda
 
     def forward(self, x: torch.Tensor) -> dict:
-        return self.model(x, torch.full((x.shape[0],), self.lmbda))
+        """The eval-mode pass at this λ (the estimate's), with λ made where ``x`` is."""
+        return self.model(x, torch.full((x.shape[0],), self.lmbda, device=x.device))
 
     def compress(self, x: torch.Tensor) -> dict:
         return self.model.compress(x, self.lmbda)
@@ -131,11 +139,15 @@ class VariableRateCodec(LearnedCodec):
 
     def complexity(self, point: Any, height: int, width: int) -> Complexity:
         """Dense MACs (every channel active; the effective ones depend on the image: encode and
-        decode measure them from the masks their gates chose and return them with their results), parameters and decoder bytes (the modulator included)."""
+        decode measure them from the masks their gates chose and return them with their results),
+        parameters and decoder bytes (the modulator included). The counting pass runs where the
+        model is (a GPU after CUDA jobs in this process): it leaves the model there."""
         hp, wp = height + (-height) % PAD, width + (-width) % PAD
         key = ("complexity", hp, wp)
         if key not in self._costs:
-            costs = gated_costs(self.model, torch.zeros(1, 3, hp, wp), self.lmbda_min).totals()
-            self._costs[key] = Complexity(0, costs["dense_enc_macs"], costs["dense_dec_macs"], parameter_count(self.model),
+            costs = gated_costs(self.model, torch.zeros(1, 3, hp, wp, device=model_device(self.model)),
+                                self.lmbda_min).totals()
+            self._costs[key] = Complexity(0, costs["dense_enc_macs"], costs["dense_dec_macs"],
+                                          parameter_count(self.model),
                                           decoder_bytes(self.model.state_dict(), ("bm.",)))
         return self._costs[key]

@@ -110,10 +110,17 @@ def _system_binds() -> list[str]:
 
 
 def _gpu_binds() -> list[str]:
-    """NVIDIA's device nodes and /sys (the driver finds its GPUs through it)."""
+    """What a CUDA worker needs besides its libraries: /sys read-only (the driver finds its
+    GPUs, their PCI and NUMA topology through it), NVIDIA's device nodes (``nvidiactl``,
+    ``nvidia-uvm``, one per GPU, ``nvidia-caps/`` for MIG) and the persistence daemon's socket
+    where one runs. /proc/driver/nvidia comes with the worker's own /proc."""
     args = ["--ro-bind", "/sys", "/sys"]
     for node in sorted(glob.glob("/dev/nvidia*") + glob.glob("/dev/dri")):
         args += ["--dev-bind", node, node]
+    for sock in ("/run/nvidia-persistenced", "/var/run/nvidia-persistenced"):
+        if os.path.isdir(sock) and not os.path.islink(sock):
+            args += ["--ro-bind", sock, sock]
+            break
     return args
 
 

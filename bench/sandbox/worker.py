@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +34,10 @@ EXIT_OUT_OF_MEMORY = 3
 Reply = tuple[dict[str, Any], tuple[bytes, ...]]
 
 
-def _ready(codec: Codec, req: dict[str, Any], name: str) -> None:
-    """The request's torch threads and device (DeviceError when the codec cannot run there)."""
+def _ready(codec: Codec, req: dict[str, Any], name: str) -> str:
+    """The request's torch threads and device (DeviceError when the codec cannot run there);
+    returns the device. Called before :func:`job_memory`: placing a codec on CUDA starts the
+    device, which needs more address space than a job's ceiling allows."""
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(int(req.get("threads", 1)))
     device = req.get("device", "cpu")
@@ -42,6 +45,7 @@ def _ready(codec: Codec, req: dict[str, Any], name: str) -> None:
         if device.split(":")[0] not in codec.devices:
             raise DeviceError(device_refusal(name, codec.devices, device))
         codec.place(device)
+    return device
 
 
 def _image(req: dict[str, Any], blob: bytes) -> np.ndarray:
@@ -56,26 +60,26 @@ def _pixels_reply(pixels: np.ndarray, extra: dict[str, Any]) -> Reply:
 
 def encode(codec: Codec, req: dict[str, Any], blobs: list[bytes], name: str) -> Reply:
     image = _image(req, blobs[0])
-    _ready(codec, req, name)
-    with job_memory(image.shape[0] * image.shape[1], req["what"], int(req.get("threads", 1))):
+    device = _ready(codec, req, name)
+    with job_memory(image.shape[0] * image.shape[1], req["what"], int(req.get("threads", 1)), device):
         enc = as_encoded(codec.encode(image, req["point"]), name)
     return {"measures": enc.measures.as_record()}, (enc.data,)
 
 
 def decode(codec: Codec, req: dict[str, Any], blobs: list[bytes], name: str) -> Reply:
     data, expected = blobs[0], req.get("expected")
-    _ready(codec, req, name)
+    device = _ready(codec, req, name)
     size = check_declared_size(codec, data, tuple(expected) if expected else None, req["what"])
     hw = size or expected or (0, 0)
-    with job_memory(hw[0] * hw[1], req["what"], int(req.get("threads", 1))):
+    with job_memory(hw[0] * hw[1], req["what"], int(req.get("threads", 1)), device):
         dec = as_decoded(codec.decode(data), name)
     return _pixels_reply(dec.pixels, {"measures": dec.measures.as_record()})
 
 
 def estimate(codec: Codec, req: dict[str, Any], blobs: list[bytes], name: str) -> Reply:
     image = _image(req, blobs[0])
-    _ready(codec, req, name)
-    with job_memory(image.shape[0] * image.shape[1], req["what"], int(req.get("threads", 1))):
+    device = _ready(codec, req, name)
+    with job_memory(image.shape[0] * image.shape[1], req["what"], int(req.get("threads", 1)), device):
         est = codec.estimate(image, req["point"])
     if est is None:
         return {"none": True}, ()
