@@ -1,21 +1,24 @@
 """Cost profile: where the time of one job goes, per codec kind, on a Kodak and a CLIC image.
 
 One job is what the runner does for an image × operating point: encode → file on disk → read
-back → decode from the file → metrics → the codec's ``measure``. The job function records each
-part (``bench/job.py``: ``enc_s``, ``file_s``, ``dec_s``, ``metrics_s``, ``measure_s``,
-``job_s``) and learned codecs split their encode and decode into network and entropy-coder
-seconds (``JobMeasures``). The harness's share is everything but the codec's own encode and
-decode and the metrics: the file write and read-back, ``measure`` and the record's assembly.
+back → decode from the file → metrics (``bench/job.py``: ``execute(JobContext, Job)``, the
+codec in sandboxed encoder and decoder processes). The job records each part (``enc_s``,
+``file_s``, ``dec_s``, ``metrics_s``, ``job_s``) and learned codecs split their encode and
+decode into network and entropy-coder seconds (``JobMeasures``). The harness's share is
+everything but the codec's encode and decode and the metrics: the file write and read-back
+and the record's assembly.
 
     .venv/bin/python benchmarks/job_profile.py run --label after          # this checkout
     .venv/bin/python benchmarks/job_profile.py run --label before --code /tmp/old-checkout
     .venv/bin/python benchmarks/job_profile.py render                     # reports/load/PROFILE.md
 
 ``--code DIR`` imports ``bench`` from another checkout (e.g. a ``git worktree`` of an older
-commit), so a before/after pair comes from one script on one machine. An older ``execute``
-that does not time its parts is timed from outside: the whole call, its ``enc_s`` and
-``dec_s``, and the metrics timed again on the decoded file; the rest is the harness's.
-Each job runs ``--repeats`` times after one warm-up (models loaded, caches warm); medians.
+commit), so a before/after pair comes from one script on one machine. An older job function
+(``execute(sub, content_hash, job, threads)``, the codec in this process, a ``measure`` step
+whose seconds count as the harness's) or one that does not time its parts is timed from
+outside: the whole call, its ``enc_s`` and ``dec_s``, and the metrics timed again on the
+decoded file; the rest is the harness's. Each job runs ``--repeats`` times after one warm-up
+(models loaded, caches warm, the metric's cache of the original included); medians.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "reports" / "load"
 JOBS = (("null", "lossless"), ("webp", 50), ("noise_hyperprior", "l2"), ("ecg_hyperprior", 2.0))
 IMAGES = (("kodak", "kodim05.png"), ("clic2025-valid", "097cb426910ba8ce2525dd8bb7fb1777.png"))
-PARTS = ("enc_net_s", "enc_coder_s", "file_s", "dec_coder_s", "dec_net_s", "metrics_s", "measure_s")
+PARTS = ("enc_net_s", "enc_coder_s", "file_s", "dec_coder_s", "dec_net_s", "metrics_s")
 COLUMNS = ["label", "submission", "dataset", "image", "pixels", "point", "threads", "repeats", "job_s", "enc_s",
            "dec_s", *PARTS, "harness_s", "harness_pct"]
 
@@ -40,7 +43,10 @@ COLUMNS = ["label", "submission", "dataset", "image", "pixels", "point", "thread
 def _time_job(bench, sub, job, threads: int) -> dict:
     """One job through ``execute``; the parts an older job function does not report are timed here."""
     t0 = time.perf_counter()
-    rec = bench["execute"](sub, "profile", job, threads)
+    if bench["JobContext"] is not None:
+        rec = bench["execute"](bench["JobContext"](sub, "profile", threads=threads), job)
+    else:
+        rec = bench["execute"](sub, "profile", job, threads)
     rec.setdefault("job_s", time.perf_counter() - t0)
     if "metrics_s" not in rec:
         decoded = bench["codec"](sub).decode(Path(job.path).read_bytes())
@@ -76,13 +82,17 @@ def _import_bench(code: Path | None) -> dict:
         from bench.job import Job, execute
     except ImportError:                      # before the job function had a module of its own
         from bench.runner import Job, execute
+    try:
+        from bench.job import JobContext
+    except ImportError:                      # before the stateless codec contract
+        JobContext = None
     codecs: dict = {}
 
     def codec(sub):
         return codecs.setdefault(sub.name, sub.make_codec())
 
-    return {"Job": Job, "execute": execute, "get_submission": get_submission, "image_metrics": image_metrics,
-            "load_image": load_image, "locate": locate_dataset_dir, "codec": codec}
+    return {"Job": Job, "JobContext": JobContext, "execute": execute, "get_submission": get_submission,
+            "image_metrics": image_metrics, "load_image": load_image, "locate": locate_dataset_dir, "codec": codec}
 
 
 def cmd_run(args) -> None:
@@ -125,20 +135,21 @@ def cmd_render(args) -> None:
     with Path(args.out).open(newline="") as f:
         rows = list(csv.DictReader(f))
     head = ["code", "submission", "image", "job", "encode (net + coder)", "file", "decode (coder + net)",
-            "metrics", "measure", "harness", "harness %"]
+            "metrics", "harness", "harness %"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["label"], r["submission"], f"{r['dataset']} ({int(r['pixels']) / 1e6:.2f} MP)", _cell(r["job_s"]),
                  _split(r["enc_s"], r.get("enc_net_s"), r.get("enc_coder_s")), _cell(r.get("file_s")),
                  _split(r["dec_s"], r.get("dec_coder_s"), r.get("dec_net_s")), _cell(r["metrics_s"]),
-                 _cell(r.get("measure_s")), _cell(r["harness_s"]), _cell(r["harness_pct"], 1)]
+                 _cell(r["harness_s"]), _cell(r["harness_pct"], 1)]
         lines.append("| " + " | ".join(cells) + " |")
     images = ", ".join(sorted({f"{r['dataset']}/{r['image']}" for r in rows}))
     text = (f"# Cost of one job\n\nWritten by `benchmarks/job_profile.py` (`make profile`) from "
             f"`{Path(args.out).name}`: seconds per part of one job on {images}, the median of the repeats "
             "after a warm-up. Learned codecs split encode and decode into network and entropy-coder seconds; "
             "classical ones report the whole call. Harness = job − encode − decode − metrics (the file write "
-            "and read-back, `measure`, the record). —: not reported by that code.\n\n" + "\n".join(lines) + "\n")
+            "and read-back, the record; an older job function's `measure` step). —: not reported by that code."
+            "\n\n" + "\n".join(lines) + "\n")
     md = Path(args.out).with_name("PROFILE.md")
     md.write_text(text + (Path(args.notes).read_text() if args.notes else ""))
     print(f"wrote {md}")

@@ -1,6 +1,7 @@
 """The 3-D context model and its codec (bench/models/context3d.py, bench/codecs/context3d.py)
 with a tiny untrained model: bit-exact round trips across processes, bad files refused, one
-parameter function for encoder and decoder, the warm start, freezing, and the manifest status."""
+parameter function for encoder and decoder, the wave schedule against the masks, the stream's
+symbol order, raster-order files, the warm start, freezing, and the manifest status."""
 
 from __future__ import annotations
 
@@ -17,16 +18,19 @@ from compressai.models import ScaleHyperprior
 from PIL import Image as PILImage
 
 from bench.codec import BitstreamError
-from bench.codecs.context3d import Context3DCodec, quantised_pmf
-from bench.codecs.learned import to_image, to_tensor
+from bench.codecs.context3d import RASTER, WAVEFRONT, Context3DCodec, code_y, quantised_pmf, wave_pmf
+from bench.codecs.learned import latent_shape, to_image, to_tensor
 from bench.complexity import encoder_decoder_macs, hyperprior_costs
 from bench.container import pack, unpack
 from bench.models.context3d import (
     CONTEXT_ARCHS,
+    KERNEL,
+    PAD,
     Context3D,
     build_context_model,
     mixture_likelihood,
     warm_start,
+    wave_schedule,
 )
 from bench.paths import REPO_ROOT, SHARED_DATA_DIR, SUBMISSIONS_DIR
 from bench.submission import SubmissionError, discover, get_submission
@@ -48,8 +52,8 @@ def pixel_hash(a: np.ndarray) -> str:
 
 @pytest.fixture(scope="module")
 def sub_root(tmp_path_factory) -> Path:
-    """A submission folder with three tiny untrained models (the paper's, and two ablation rungs) (y scaled up so the symbols span a
-    few dozen values, as a trained model's do)."""
+    """A submission folder with three tiny untrained models (the paper's, and two ablation
+    rungs), y scaled up so the symbols span a few dozen values, as a trained model's do."""
     root = tmp_path_factory.mktemp("context3d")
     (root / "weights").mkdir()
     for i, arch in enumerate(["context3d_gmm", "context3d_gaussian", "context2d_gaussian"]):
@@ -101,7 +105,7 @@ def test_round_trip_is_bit_exact_in_a_fresh_process(codec, sub_root, tmp_path):
     finally:
         torch.set_num_threads(threads_before)
     res = subprocess.run([sys.executable, "-c", DECODE, str(sub_root), *map(str, paths)], cwd=REPO_ROOT,
-                         capture_output=True, text=True, timeout=110)
+                         capture_output=True, text=True, timeout=110, check=False)
     assert res.returncode == 0, res.stderr
     for point, path in zip(("m0", "m1", "m2"), paths):
         assert pixel_hash(np.load(f"{path}-1.npy")) == pixel_hash(here[point])
@@ -130,7 +134,7 @@ def test_corrupted_and_truncated_files_are_refused(codec):
     c = unpack(data)
     z, y = c.streams
     forged = [pack(7, c.height, c.width, [z, y]),                       # unknown model id
-              pack(c.model_id, c.height, c.width, [z, y], variant=1),   # unknown coding variant
+              pack(c.model_id, c.height, c.width, [z, y], variant=2),   # unknown coding variant
               pack(c.model_id, c.height, c.width, [z]),                 # one stream
               pack(c.model_id, c.height, c.width, [z, y[:-1]]),         # y words cut mid-word
               pack(c.model_id, c.height, c.width, [z, b"\x00\xff\x0f" + y[3:]])]   # support over the cap
@@ -140,28 +144,30 @@ def test_corrupted_and_truncated_files_are_refused(codec):
 
 
 def test_encoder_and_decoder_share_one_parameter_function(codec):
-    """Both sides go through Context3D.params_at in the same serial loop: the same positions in
-    the same order, with bit-identical parameters; and those are the model's parallel ones."""
+    """Both sides go through Context3D.wave_params in the same wave loop: the same positions in
+    the same order and batches, with bit-identical parameters."""
     model = codec.models[0]
     calls: dict[str, list] = {"encode": [], "decode": []}
     side = ["encode"]
-    original = model.params_at
+    original = model.wave_params
 
-    def recording(group, y_pad, hyper, h, w):
-        p = original(group, y_pad, hyper, h, w)
-        calls[side[0]].append(((group, h, w), p.clone()))
+    def recording(group, y_pad, hyper, wave):
+        p = original(group, y_pad, hyper, wave)
+        calls[side[0]].append(((group, tuple(wave.rows.tolist()), tuple(wave.cols.tolist())), p.clone()))
         return p
 
-    model.params_at = recording
+    model.wave_params = recording
     try:
         data = encode(codec, odd_image(), "m0")
         side[0] = "decode"
         decode(codec, data)
     finally:
-        del model.params_at
+        del model.wave_params
     enc, dec = calls["encode"], calls["decode"]
     rows, cols = 8, 12                                 # 67×131 pads to 128×192: y is 8×12
-    assert [k for k, _ in enc] == [(g, i, j) for i in range(rows) for j in range(cols) for g in (0, 1)]
+    waves = [[(h, t - 3 * h) for h in range(rows) if 0 <= t - 3 * h < cols] for t in range(3 * rows + cols - 3)]
+    assert [k for k, _ in enc] == [(g, tuple(h for h, _ in wv), tuple(w for _, w in wv)) for wv in waves
+                                   for g in (0, 1)]
     assert [k for k, _ in dec] == [k for k, _ in enc]
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(enc, dec))
 
@@ -185,6 +191,133 @@ def test_serial_parameters_match_the_parallel_pass():
         assert torch.allclose(p, parallel[g][0, :, h, w], atol=1e-5)
 
 
+@pytest.mark.parametrize("arch", sorted(CONTEXT_ARCHS))
+def test_wave_parameters_match_the_parallel_pass(arch):
+    """Every wave's batch sees exactly the values the masked convolutions read: a value the
+    schedule had not coded yet would be a zero here and move the parameters."""
+    torch.manual_seed(0)
+    model = build_context_model(arch, N, M).eval()
+    model.bake()
+    y = torch.randint(-5, 6, (1, M, 7, 9)).float()
+    y[y == 0] = 6                                          # no zeros: every missing value would show
+    hyper = torch.rand(1, M, 7, 9)
+    parallel = model.params(y, hyper)
+    visits = []
+
+    def values(g, wave, params):
+        grp = model.groups[g]
+        for b, (h, w) in enumerate(zip(wave.rows.tolist(), wave.cols.tolist())):
+            visits.append((g, h, w))
+            assert torch.allclose(params[b], parallel[g][0, :, h, w], atol=1e-5), (g, h, w)
+        return y[0, grp.own_start:grp.stop, wave.rows, wave.cols].T
+
+    assert torch.equal(model.wavefront_pass(hyper, values), y)
+    assert sorted(visits) == sorted((g, h, w) for g in range(len(model.groups)) for h in range(7) for w in range(9))
+
+
+@pytest.mark.parametrize("arch", sorted(CONTEXT_ARCHS))
+def test_wave_schedule_respects_the_causal_masks(arch):
+    """Each tap a group's mask keeps lies in an earlier wave, or at the same position in a
+    channel of an earlier group (coded first within the wave); 2h + w would break this."""
+    model = build_context_model(arch, N, M)
+    for g in model.groups:
+        seen = g.own_start - g.start
+        for c, i, j in torch.nonzero(g.context.mask.amax(0)).tolist():
+            dt = 3 * (i - PAD) + (j - PAD)             # the tap's wave minus the position's
+            assert dt < 0 or (dt == 0 and (i, j) == (PAD, PAD) and c < seen), (c, i, j)
+        top_right = (PAD - 1, KERNEL - 1)               # (h − 1, w + 2): kept, and in wave t under 2h + w
+        assert g.context.mask[:, :, top_right[0], top_right[1]].all() and 2 * (top_right[0] - PAD) + 2 == 0
+    for height, width in [(1, 1), (1, 7), (7, 1), (4, 6), (8, 12)]:
+        waves = wave_schedule(height, width)
+        assert len(waves) == 3 * height + width - 3
+        order = [(h, w) for wv in waves for h, w in zip(wv.rows.tolist(), wv.cols.tolist())]
+        assert sorted(order) == [(h, w) for h in range(height) for w in range(width)]
+        assert all(3 * h + w == t for t, wv in enumerate(waves) for h, w in zip(wv.rows.tolist(), wv.cols.tolist()))
+        assert all((wv.rows.diff() > 0).all() for wv in waves)
+
+
+def test_the_stream_holds_the_symbols_in_wave_order(codec):
+    """A reference decoder built from the documented order (wave t = 3h + w, ascending row,
+    group 1's channels then group 2's), with the encoder's own pmfs, reads the encoder's
+    rounded y back from the stream."""
+    import constriction
+
+    from bench.codecs import context3d as c3
+
+    model = codec.models[0]
+    x, h, w = to_tensor(odd_image())
+    with torch.no_grad():
+        y = model.g_a(x)
+        z_string = model.entropy_bottleneck.compress(model.h_a(torch.abs(y)))[0]
+    pmfs = []
+    original = c3.wave_pmf
+
+    def recording(params, K, lo, n):
+        pmfs.append(original(params, K, lo, n))
+        return pmfs[-1]
+
+    c3.wave_pmf = recording
+    try:
+        stream, _ = code_y(model, c3.hyper_features(model, z_string, latent_shape(h, w)), y)
+    finally:
+        c3.wave_pmf = original
+    lo, _, words = c3._y_header(stream)
+    decoder = constriction.stream.queue.RangeDecoder(words)
+    family = constriction.stream.model.Categorical(perfect=False)
+    y_int = torch.round(y)[0]
+    rows, cols = y.shape[2:]
+    k = 0
+    for t in range(3 * rows + cols - 3):
+        positions = [(r, t - 3 * r) for r in range(rows) if 0 <= t - 3 * r < cols]
+        for g in model.groups:
+            symbols = decoder.decode(family, pmfs[k]).reshape(len(positions), -1) + lo
+            k += 1
+            expected = np.stack([y_int[g.own_start:g.stop, r, c].numpy() for r, c in positions])
+            assert np.array_equal(symbols, expected), (t, g.own_start)
+    assert k == len(pmfs)
+
+
+def test_raster_order_files_still_decode(codec):
+    """Files of coding variant 0 (raster order, written before the wavefront coder) decode to
+    the same image as the wave-order file of the same image; the codec writes variant 1."""
+    img = odd_image()
+    wave = encode(codec, img, "m1")
+    raster_codec = Context3DCodec({"models": ["m0", "m1", "m2"]}, codec.root)
+    raster_codec.y_variant = RASTER
+    raster = encode(raster_codec, img, "m1")
+    assert (unpack(wave).variant, unpack(raster).variant) == (WAVEFRONT, RASTER)
+    assert unpack(wave).streams[0] == unpack(raster).streams[0] and unpack(wave).streams[1] != unpack(raster).streams[1]
+    assert np.array_equal(decode(codec, raster), decode(codec, wave))
+    assert abs(len(raster) - len(wave)) <= 8
+    assert raster_codec.versions()["y_order"] != codec.versions()["y_order"]    # never one cache key for both
+
+
+def test_y_decodes_the_same_under_one_and_two_threads(codec):
+    """y is coded under one torch thread whatever the process's setting: the parameters see
+    one thread, and the y that reaches g_s is the same with the process at 1 and at 2."""
+    model = codec.models[0]
+    data = encode(codec, odd_image(), "m0")
+    ys, threads = [], []
+    hook = model.g_s.register_forward_pre_hook(lambda _, args: ys.append(args[0].clone()))
+    original = model.wave_params
+
+    def recording(group, y_pad, hyper, wave):
+        threads.append(torch.get_num_threads())
+        return original(group, y_pad, hyper, wave)
+
+    model.wave_params = recording
+    before = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            decode(codec, data)
+    finally:
+        torch.set_num_threads(before)
+        hook.remove()
+        del model.wave_params
+    assert set(threads) == {1} and len(ys) == 2 and torch.equal(ys[0], ys[1])
+
+
 def test_masks_are_causal_and_the_3d_context_sees_group_1_at_the_centre():
     model = Context3D(N, M)
     g1, g2 = (g.context.mask for g in model.groups)
@@ -195,16 +328,29 @@ def test_masks_are_causal_and_the_3d_context_sees_group_1_at_the_centre():
     assert flat.groups[1].context.mask.shape[1] == M // 2
 
 
-def test_pmf_is_integer_positive_and_follows_the_models_likelihood():
-    """The codec's float64 pmf (mixture_at) and the training likelihood (mixture) read the
-    parameters the same way."""
+@pytest.mark.parametrize("pmf_of", [quantised_pmf, lambda p, K, lo, n: wave_pmf(p[None], K, lo, n)])
+def test_pmf_is_integer_positive_and_follows_the_models_likelihood(pmf_of):
+    """The codec's float64 pmfs (per position, and per wave) and the training likelihood
+    (mixture) read the parameters the same way."""
     params = torch.tensor([0.0, 1.0, -1.0, 0.0, 2.0, -3.0, 1.0, 0.5, 4.0])     # K = 3, one element
     lo, n = -10, 21
-    pmf = quantised_pmf(params, 3, lo, n)
+    pmf = pmf_of(params, 3, lo, n)
     assert pmf.shape == (1, n) and (pmf >= 1).all() and np.array_equal(pmf, np.floor(pmf))
     values = torch.arange(lo + 1, lo + n - 1, dtype=torch.float32).view(1, 1, 1, -1)
     lik = mixture_likelihood(values, params.view(1, 9, 1, 1).expand(1, 9, 1, n - 2), 3)
     assert np.abs(pmf[0, 1:-1] / pmf.sum() - lik.flatten().numpy()).max() < 1e-6
+
+
+@pytest.mark.parametrize("K", [1, 3])
+def test_the_wave_pmf_is_the_position_pmf_up_to_a_count(K):
+    """A wave's pmf rows are each position's pmf (row b·G + g: position b, channel g), every
+    count within one of the per-position float64 computation's."""
+    torch.manual_seed(0)
+    G, B, lo, n = 5, 4, -20, 41
+    params = torch.randn(B, (3 * K if K > 1 else 2) * G) * 3
+    wave = wave_pmf(params, K, lo, n)
+    per_position = np.concatenate([quantised_pmf(p, K, lo, n) for p in params])
+    assert wave.shape == (B * G, n) and np.abs(wave - per_position).max() <= 1
 
 
 def test_warm_start_copies_the_hyperprior_and_freezing_leaves_the_entropy_model():
