@@ -15,10 +15,14 @@ NO_SANDBOX ?=
 SANDBOX_FLAG = $(if $(filter 1 yes true,$(NO_SANDBOX)),--no-sandbox)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup sandbox-tool bench test test-fast lint train report list benchmark load profile regress ablation ladder \
-	gating gpu-check costs
+.PHONY: setup sandbox-tool bench test test-fast lint train report verify list benchmark load profile regress ablation ladder \
+	gating gpu-check costs cuda-wheel
 
-setup: .venv/.installed sandbox-tool
+setup: .venv/.installed sandbox-tool $(if $(filter cuda%,$(DEVICE)),cuda-wheel)
+
+# DEVICE=cuda: the installed torch must be a CUDA build that sees a GPU (nothing is downloaded here)
+cuda-wheel: .venv/.installed
+	$(PY) -m bench.device --check-cuda
 
 .venv/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -71,8 +75,12 @@ ladder: setup  ## BD-rates vs the first rung and noise_hyperprior, MACs, seconds
 gating: setup  ## ECG vs BM: quality drop, MAC reduction, sparsity, unused weights; reports/$(DATASET)/gating_*
 	$(PY) -m bench gating ecg_hyperprior bm_hyperprior --dataset $(DATASET)
 
-report: setup
+report: setup  ## rebuild every dataset's page from its stored runs, then its screenshots (Chromium, 1280 and 390 px)
 	$(PY) -m bench report
+	$(PY) -m bench screenshots
+
+verify: setup  ## decode every published row of DATASET from its files; RERUN=1 re-codes the rows' chosen points instead
+	$(PY) -m bench verify --dataset $(DATASET) $(if $(filter 1 yes true,$(RERUN)),--rerun) $(SANDBOX_FLAG)
 
 list: setup
 	$(PY) -m bench list
@@ -86,8 +94,8 @@ profile: setup  ## one job per codec kind split into network, coder, file, metri
 	$(if $(BEFORE),$(PY) benchmarks/job_profile.py run --label before --code $(BEFORE) &&) $(PY) benchmarks/job_profile.py run --label $(if $(BEFORE),after,current)
 	$(PY) benchmarks/job_profile.py render
 
-gpu-check: setup  ## on a GPU machine: the CUDA tests, cpu vs cuda runs, verify, cross-device refusal; reports/load/GPU_CHECK.md
-	$(PY) benchmarks/gpu_check.py
+gpu-check: setup  ## on a GPU machine (<5 min): CUDA tests, JOBS=1/2 runs, verify, decodes, refusal; reports/load/GPU_CHECK.md
+	$(PY) benchmarks/gpu_check.py $(SANDBOX_FLAG)
 
 costs: setup  ## what each stored run cost (wall time, jobs coded, estimates), per dataset; reports/load/run_costs.md
 	$(PY) benchmarks/run_costs.py

@@ -9,7 +9,8 @@ it may stop well below the budget because the next model is over it. The note sa
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from bench.codec import OperatingPoints
 from bench.ratecontrol import Selection
@@ -48,5 +49,6 @@ def budget_note(sel: Selection, points: OperatingPoints, policy: str, pixels: in
         recs = [record_at(i, up) for i in sel.chosen]
         if all(recs):
             bpp = sum(int(r["bytes"]) for r in recs) * 8 / pixels
-            return f"{share}: one model for every image, and the next one up ({up}) gives {bpp:.4f} bpp, over the budget"
+            return (f"{share}: one model for every image, and the next one up ({up}) gives {bpp:.4f} bpp, "
+                    "over the budget")
     return f"{share}: no image's next evaluated operating point fits in the bytes left"

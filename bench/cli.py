@@ -127,6 +127,17 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_screenshots(args) -> int:
+    from bench.report.screenshots import take_screenshots
+
+    folders = [Path(args.reports) / args.dataset] if args.dataset else \
+        sorted(p for p in Path(args.reports).iterdir() if (p / "leaderboard.html").is_file())
+    for folder in folders:
+        for path in take_screenshots(folder):
+            print(path)
+    return 0
+
+
 def cmd_decode(args) -> int:
     from bench.decode import decode_folder
 
@@ -159,6 +170,12 @@ def cmd_verify(args) -> int:
     if args.rerun:
         return _verify_rerun(args)
     from bench.verify import MISSING, how_to_get_files, verify_dataset
+
+    if args.publish:          # the perceptual columns of the rows whose files are here
+        from bench.rerun import measure_published
+
+        measure_published(Path(args.reports), args.dataset, args.submission, not args.no_sandbox,
+                          log=lambda m: print(m, file=sys.stderr))
 
     rows = verify_dataset(Path(args.reports), args.dataset, args.submission, sandboxed=not args.no_sandbox)
     missing = [r for r in rows if r["bit_identical"] == MISSING]
@@ -198,8 +215,20 @@ def _verify_rerun(args) -> int:
             print(f"{'':>26}{p}")
     print(f"{len(results) - len(bad)} of {len(results)} rows reproduce bit-exactly when re-coded here")
     if args.publish:
+        from bench.rerun import measure_published
+
+        measure_published(Path(args.reports), args.dataset, args.submission, not args.no_sandbox,
+                          log=lambda m: print(m, file=sys.stderr))
         build_report(Path(args.reports) / open_dataset(args.dataset).name)
     return 1 if bad else 0
+
+
+def cmd_export(args) -> int:
+    from bench.export import export
+
+    for path in export(Path(args.reports), args.format, Path(args.out), args.dataset):
+        print(path)
+    return 0
 
 
 def cmd_model_count(args) -> int:
@@ -260,9 +289,9 @@ def cmd_gating(args) -> int:
 def cmd_train(args) -> int:
     if not (args.submission or args.recipe):
         raise SystemExit("error: give --submission NAME or --recipe PATH")
+    from bench.paths import SUBMISSIONS_DIR
     from bench.train.loop import train_run
     from bench.train.recipe import load_recipe
-    from bench.paths import SUBMISSIONS_DIR
 
     recipe = load_recipe(Path(args.recipe) if args.recipe else SUBMISSIONS_DIR / args.submission / "train.toml")
     runs = [args.run] if args.run else [r.name for r in recipe.runs]
@@ -332,6 +361,11 @@ def _add_files(sp) -> None:
                                          "(default: the best classical codec)")
     _reports(rep)
     rep.set_defaults(fn=cmd_report)
+    sc = sp.add_parser("screenshots", help="draw each dataset's page in headless Chromium at 1280 and 390 px "
+                                           "into reports/<dataset>/screenshots/")
+    _dataset(sc, None, "one dataset's page (default: every page)")
+    _reports(sc)
+    sc.set_defaults(fn=cmd_screenshots)
     d = sp.add_parser("decode", help="decode a folder of bitstreams to PNGs (recompute metrics from files alone)")
     d.add_argument("bitstreams", help="a row's bitstream folder (leaderboard.csv 'bitstreams' column)")
     d.add_argument("--submission", "-s", required=True)
@@ -351,10 +385,18 @@ def _add_files(sp) -> None:
                         "(their SHA-256, or size and decoded pixels where no hash was published)")
     v.add_argument("--publish", action="store_true",
                    help="with --rerun: write the reproduced files into the rows' bitstream folders and their "
-                        "SHA-256 into per_image.csv (rows that reproduced in full only)")
+                        "SHA-256 into per_image.csv (rows that reproduced in full only); with or without it: "
+                        "measure the rows' perceptual metrics from their files into the run's CSVs")
     _no_sandbox(v)
     _reports(v)
     v.set_defaults(fn=cmd_verify)
+    e = sp.add_parser("export", help="write the stored results in other tools' formats (compressai JSON per run, "
+                                     "or one tidy CSV)")
+    e.add_argument("--format", choices=["compressai", "csv-long"], required=True)
+    e.add_argument("--out", "-o", required=True, help="folder to write into")
+    e.add_argument("--dataset", "-d", action="append", help="only this dataset's runs (repeatable; default: all)")
+    _reports(e)
+    e.set_defaults(fn=cmd_export)
 
 
 def _add_studies(sp) -> None:

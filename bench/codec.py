@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,8 @@ class JobMeasures:
     ``est_bits``: −log2 of the model's likelihoods for the coded symbols (the file's ideal
     size, for the rate-overhead columns). ``*_net_s`` / ``*_coder_s``: encode and decode time
     split into the network and the entropy coder (seconds; the harness times the whole
-    call itself). ``eff_*_macs``: MACs this image really cost (a channel-gated model skips
+    call itself). ``*_copy_s``: the image's copies to and from a GPU, timed apart from both
+    (None on the CPU). ``eff_*_macs``: MACs this image really cost (a channel-gated model skips
     channels); ``dense_*_macs``: the same network with every channel active. An encoder
     fills the ``enc`` fields and ``est_bits``, a decoder the ``dec`` ones.
     """
@@ -95,6 +97,8 @@ class JobMeasures:
     enc_coder_s: float | None = None
     dec_net_s: float | None = None
     dec_coder_s: float | None = None
+    enc_copy_s: float | None = None
+    dec_copy_s: float | None = None
     eff_enc_macs: float | None = None
     eff_dec_macs: float | None = None
     dense_enc_macs: float | None = None
@@ -207,7 +211,7 @@ def measure_columns(costs: Sequence[Complexity | None], measures: Sequence[JobMe
     if measures and all(m.eff_enc_macs is not None and m.eff_dec_macs is not None for m in measures):
         cols |= {"eff_enc_kmac_px": sum(m.eff_enc_macs for m in measures) / pixels / 1000,
                  "eff_dec_kmac_px": sum(m.eff_dec_macs for m in measures) / pixels / 1000}
-    for split in ("enc_net_s", "enc_coder_s", "dec_net_s", "dec_coder_s"):
+    for split in ("enc_net_s", "enc_coder_s", "dec_net_s", "dec_coder_s", "enc_copy_s", "dec_copy_s"):
         if measures and all(getattr(m, split) is not None for m in measures):
             cols[split] = sum(getattr(m, split) for m in measures)
     return cols

@@ -13,16 +13,17 @@ import io
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image as PILImage
 
-from bench.hub import materialise_hub_dataset   # also registers the CLIC sets on the hub
-from bench.paths import LOCAL_DATA_DIR, SHARED_DATA_DIR
+from bench.atomic import atomic_write_bytes
 from bench.dataspec import DATASETS, DatasetError, DatasetSpec, ImageError
+from bench.hub import materialise_hub_dataset  # also registers the CLIC sets on the hub
+from bench.paths import LOCAL_DATA_DIR, SHARED_DATA_DIR
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CHECKSUMS_DIR = Path(__file__).parent / "checksums"
@@ -116,9 +117,7 @@ def _download_files(urls: dict[str, str], dest: Path) -> None:
         except (urllib.error.URLError, OSError) as e:
             raise DatasetError(f"cannot download {url}: {e}. This machine may be offline; "
                                f"put the files in {dest} or set BENCH_DATA") from None
-        tmp = target.with_suffix(".part")
-        tmp.write_bytes(data)
-        tmp.replace(target)
+        atomic_write_bytes(target, data)
 
 
 KODAK_URL = "https://r0k.us/graphics/kodak/kodak/{name}"

@@ -7,9 +7,9 @@ importing each other in a circle.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from bench.registry import Registry
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:   # bench.job imports torch: keep ``SchedulerError`` cheap to import
     from bench.job import Job, JobContext

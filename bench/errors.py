@@ -8,5 +8,5 @@ from bench.sandbox.policy import SandboxUnavailable
 from bench.submission import SubmissionError
 from bench.train.recipe import RecipeError
 
-USER_ERRORS = (BitstreamError, DatasetError, DeviceError, RegistryError, SubmissionError, RecipeError, FileNotFoundError,
-               SandboxUnavailable)
+USER_ERRORS = (BitstreamError, DatasetError, DeviceError, RegistryError, SubmissionError, RecipeError,
+               FileNotFoundError, SandboxUnavailable)

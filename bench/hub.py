@@ -222,7 +222,8 @@ def _load(ref: HubRef, dest: Path, cache_dir: Path):
     try:
         if split is None:
             try:
-                names = datasets.get_dataset_split_names(ref.repo, **{k: v for k, v in kwargs.items() if k == "data_dir"})
+                names = datasets.get_dataset_split_names(ref.repo,
+                                                         **{k: v for k, v in kwargs.items() if k == "data_dir"})
             except Exception:
                 names = None
             if names:

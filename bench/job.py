@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from bench.atomic import atomic_write_bytes
 from bench.cachekey import point_key
 from bench.codec import BitstreamError, overhead_pct
 from bench.data import Image
@@ -27,7 +29,6 @@ from bench.heap import keep_heap_in_loky_worker
 from bench.limits import check_pixels
 from bench.metrics import image_metrics
 from bench.records import JobRecord
-from bench.results import atomic_write_bytes
 from bench.sandbox.client import RemoteCodec, remote_codec
 from bench.submission import Submission
 

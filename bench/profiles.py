@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
 
+from bench.atomic import atomic_write
 from bench.registry import Registry
 
 
@@ -97,9 +99,7 @@ def materialise(profile: Profile, work_dir: Path) -> tuple[Path, dict[str, dict]
         digest = pixel_sha256(pixels)
         out = folder / f"{stem}.png"
         if not (out.exists() and pixel_sha256(load_image(out).pixels) == digest):
-            tmp = out.with_name(f".{out.name}.tmp.png")
-            PILImage.fromarray(pixels, "RGB").save(tmp, format="PNG")
-            tmp.replace(out)
+            atomic_write(out, partial(PILImage.fromarray(pixels, "RGB").save, format="PNG"))
         info[stem] = {"pixels_sha256": digest, "height": int(pixels.shape[0]), "width": int(pixels.shape[1])}
     for p in folder.iterdir():
         if p.is_file() and p.stem not in info:

@@ -7,7 +7,7 @@ planned. Log lines go above the bar instead of through it.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 class RunProgress:

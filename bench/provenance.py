@@ -57,11 +57,3 @@ def code_state() -> dict[str, Any]:
 def commit_label(state: dict[str, Any]) -> str:
     """What a row's ``commit`` column says: the commit, ``+dirty`` when the code differed."""
     return state["commit"] + ("" if state["clean"] or state["commit"] == "unknown" else "+dirty")
-
-
-def in_history(commit: str) -> bool:
-    """True when ``commit`` (a row's, without ``+dirty``) is a commit of this repository."""
-    try:
-        return _git("cat-file", "-t", commit.split("+")[0]).strip() == "commit"
-    except (OSError, subprocess.SubprocessError):
-        return False

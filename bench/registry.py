@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Generic, Iterator, TypeVar
+from collections.abc import Iterator
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -32,7 +33,8 @@ class Registry(Generic[T]):
         except KeyError:
             close = difflib.get_close_matches(name, self._items, n=3, cutoff=0.5)
             hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise RegistryError(f"unknown {self.kind} {name!r}{hint} (known: {', '.join(sorted(self._items))})") from None
+            raise RegistryError(f"unknown {self.kind} {name!r}{hint} "
+                                f"(known: {', '.join(sorted(self._items))})") from None
 
     def __contains__(self, name: str) -> bool:
         return name in self._items

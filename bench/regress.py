@@ -16,6 +16,8 @@ and comparable with the baselines whatever a codec's estimates say.
   less quality for no fewer bits, beyond the thresholds, fails).
 * **CLIC targets** (``rows.csv``): per (mode, target) the MS-SSIM and PSNR deltas at the budget;
   ``ok`` → ``infeasible`` and a missing row fail; ``infeasible`` → ``ok`` is an improvement.
+  SSIMULACRA 2 and FLIP (:mod:`bench.perceptual`) are stored and their changes reported as notes;
+  they fail only past a threshold given for them (``ssimulacra2:-0.5``, ``flip:+0.002``).
 * **Bitstreams**: SHA-256 over the files of each row's bitstream folder. A changed hash is
   reported, never fatal by itself (a changed hash with unchanged RD is a note).
 * **Context**: format version and profile must match the baseline (else: re-create it); package
@@ -27,28 +29,30 @@ A submission without a baseline fails with the command that creates one. Baselin
 only by ``--update-baseline`` (``make regress UPDATE=1``).
 
 Outputs: a table on the terminal, ``verdict.json`` and a "Regression gate" section (baseline and
-current curves on one plot per submission) in the profile folder's ``leaderboard.html``.
+current curves on one plot per submission) in the profile folder's ``leaderboard.html``; both are
+rendered from the stored verdict and snapshots by :mod:`bench.report.regress`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import html
-import io
 import json
 import math
 import shutil
 import sys
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
+from bench.atomic import atomic_write_text
 from bench.paths import REPO_ROOT, REPORTS_DIR, SUBMISSIONS_DIR
 from bench.profiles import PROFILES, Profile, materialise
 from bench.rd import as_float, bd_rate, overlap_share, usable_curve
-from bench.results import FORMAT_VERSION, atomic_write_text, read_csv
+from bench.report.regress import create_command, format_table, html_section, limit_text
+from bench.results import FORMAT_VERSION, read_csv
 
 BASELINES_DIR = REPORTS_DIR / "baselines"
 WORK_DIR = REPORTS_DIR / ".tmp" / "regress"
@@ -59,6 +63,16 @@ DEFAULT_THRESHOLDS = {"bd_rate": 1.0, "msssim": 0.001, "psnr": 0.05}
 THRESHOLD_HELP = ("bd_rate: largest allowed BD-rate increase, percent (+1%); msssim: largest allowed MS-SSIM "
                   "drop at a target (-0.001); psnr: largest allowed PSNR drop at a target, dB (-0.05)")
 CURVES = (("MS-SSIM", "msssim_db", "msssim"), ("PSNR", "psnr", "psnr"))   # (label, BD metric, point metric)
+#: what a snapshot stores of each RD point (besides its point and bytes) and of each target row
+RD_FIELDS = ("bpp", "psnr", "msssim", "msssim_db")
+TARGET_FIELDS = ("mode", "target_bpp", "status", "bytes", "budget_bytes", "bpp", "psnr", "msssim", "msssim_db",
+                 "ssimulacra2", "flip",
+                 "lowest_bpp", "note", "enc_s", "dec_s")
+#: the metrics judged at each target, each against its own threshold (a larger drop fails)
+TARGET_METRICS = ("msssim", "psnr")
+#: the perceptual metrics (bench/perceptual.py) and their good direction: stored and reported at each
+#: target, judged only with a threshold given for them (``--thresholds ssimulacra2:-0.5,flip:+0.002``)
+PERCEPTUAL_METRICS = {"ssimulacra2": 1.0, "flip": -1.0}
 
 
 # ----------------------------------------------------------------------------------------- thresholds
@@ -72,21 +86,20 @@ def parse_thresholds(spec: str | dict | None) -> dict[str, float]:
     items = spec.items() if isinstance(spec, dict) else \
         (part.split(":", 1) if ":" in part else (part, None) for part in str(spec).replace(" ", "").split(",") if part)
     for key, value in items:
-        if key not in DEFAULT_THRESHOLDS:
-            raise ValueError(f"unknown threshold {key!r}; known: {', '.join(DEFAULT_THRESHOLDS)} ({THRESHOLD_HELP})")
+        if key not in DEFAULT_THRESHOLDS and key not in PERCEPTUAL_METRICS:
+            known = ", ".join([*DEFAULT_THRESHOLDS, *PERCEPTUAL_METRICS])
+            raise ValueError(f"unknown threshold {key!r}; known: {known} ({THRESHOLD_HELP}; ssimulacra2, flip: "
+                             "largest allowed worsening, judged only when given)")
         try:
             v = abs(float(str(value).removesuffix("dB").rstrip("%")))
         except (TypeError, ValueError):
-            raise ValueError(f"threshold {key!r} needs a number, e.g. {key}:{_limit_text(key, out[key])}; "
+            example = limit_text(key, out.get(key, 1.0))
+            raise ValueError(f"threshold {key!r} needs a number, e.g. {key}:{example}; "
                              f"got {value!r}") from None
         if not math.isfinite(v):
             raise ValueError(f"threshold {key!r} must be finite, got {value!r}")
         out[key] = v
     return out
-
-
-def _limit_text(key: str, v: float) -> str:
-    return f"+{v:g}%" if key == "bd_rate" else f"-{v:g}"
 
 
 # ----------------------------------------------------------------------------------------- records
@@ -146,11 +159,12 @@ class Verdict:
         return [s.name for s in self.submissions if s.status in ("fail", "missing", "error")]
 
     def to_json(self) -> dict:
-        return {"profile": self.profile, "passed": self.passed, "update": self.update,
-                "failed": self.failed, "thresholds": self.thresholds, "baselines_dir": self.baselines_dir,
-                "work_dir": self.work_dir, "report": self.report, "seconds": round(self.seconds, 1),
-                "stale_baselines": self.stale_baselines,
-                "submissions": [s.to_json() for s in self.submissions]}
+        """What ``verdict.json`` holds, and what :mod:`bench.report.regress` renders."""
+        return _clean({"profile": self.profile, "passed": self.passed, "update": self.update,
+                       "failed": self.failed, "thresholds": self.thresholds, "baselines_dir": self.baselines_dir,
+                       "work_dir": self.work_dir, "report": self.report, "seconds": round(self.seconds, 1),
+                       "stale_baselines": self.stale_baselines,
+                       "submissions": [s.to_json() for s in self.submissions]})
 
 
 def _clean(x: Any) -> Any:
@@ -198,13 +212,11 @@ def measure(name: str, profile: Profile, folder: Path, images: dict, work_dir: P
                         sandboxed=sandboxed)
     wall = time.perf_counter() - t0
     info = json.loads((res.run_dir / "run.json").read_text())
-    rd = [{"point": r["point"], "bytes": int(r["bytes"]), "bpp": as_float(r["bpp"]), "psnr": as_float(r["psnr"]),
-           "msssim": as_float(r["msssim"]), "msssim_db": as_float(r["msssim_db"])}
+    rd = [{"point": r["point"], "bytes": int(r["bytes"]), **{k: as_float(r[k]) for k in RD_FIELDS}}
           for r in read_csv(res.run_dir / "rd.csv")]
     targets = []
     for r in res.rows:
-        t = {k: r.get(k) for k in ("mode", "target_bpp", "status", "bytes", "budget_bytes", "bpp", "psnr", "msssim",
-                                   "msssim_db", "lowest_bpp", "note", "enc_s", "dec_s")}
+        t = {k: r.get(k) for k in TARGET_FIELDS}
         if r["status"] == "ok" and r.get("bitstreams"):
             t["bitstreams"] = hash_folder(_bitstream_dir(r))
         targets.append(t)
@@ -235,7 +247,7 @@ def _compare_curve(sv: SubmissionVerdict, base: dict, cur: dict, label: str, bd_
                    thr: dict[str, float]) -> None:
     b, c = usable_curve(base["rd"], bd_metric), usable_curve(cur["rd"], bd_metric)
     name = f"BD-rate {label}"
-    limit = _limit_text("bd_rate", thr["bd_rate"])
+    limit = limit_text("bd_rate", thr["bd_rate"])
     if len(b) >= MIN_BD_POINTS:
         if len(c) < MIN_BD_POINTS:
             sv.add(Check(sv.name, name, f"{len(b)} pts", f"{len(c)} pts", None, limit, "FAIL",
@@ -266,7 +278,7 @@ def _compare_curve(sv: SubmissionVerdict, base: dict, cur: dict, label: str, bd_
     sv.add(Check(sv.name, name, f"{len(b)} pts", f"{len(c)} pts", None, limit, "n/a",
                  f"baseline curve has {len(b)} usable point(s) (BD-rate needs {MIN_BD_POINTS}); "
                  "compared point by point instead"))
-    q_thr = thr["msssim" if pt_metric == "msssim" else "psnr"]
+    q_thr = thr[pt_metric]
     base_pts = {str(r["point"]): r for r in base["rd"]}
     matched = [(k, base_pts[k], r) for r in cur["rd"] if (k := str(r["point"])) in base_pts]
     lost = sorted(set(base_pts) - {str(r["point"]) for r in cur["rd"]})
@@ -280,10 +292,10 @@ def _compare_curve(sv: SubmissionVerdict, base: dict, cur: dict, label: str, bd_
         bad = (worse_rate and not d_q > 0) or (worse_q and not d_rate < 0) or not (math.isfinite(d_rate)
                                                                                   and not math.isnan(d_q))
         sv.add(Check(sv.name, f"{label} @ point {k}", None, None,
-                     f"bpp {d_rate:+.3f}%, {pt_metric} {d_q:+.4g}", f"{limit}, {_limit_text(pt_metric, q_thr)}",
+                     f"bpp {d_rate:+.3f}%, {pt_metric} {d_q:+.4g}", f"{limit}, {limit_text(pt_metric, q_thr)}",
                      "FAIL" if bad else "ok",
-                     f"bpp {as_float(rb['bpp']):.4f} → {as_float(rc['bpp']):.4f}, {pt_metric} {as_float(rb[pt_metric]):.4f} → "
-                     f"{as_float(rc[pt_metric]):.4f}" if bad else ""))
+                     f"bpp {as_float(rb['bpp']):.4f} → {as_float(rc['bpp']):.4f}, "
+                     f"{pt_metric} {as_float(rb[pt_metric]):.4f} → {as_float(rc[pt_metric]):.4f}" if bad else ""))
 
 
 def _compare_targets(sv: SubmissionVerdict, base: dict, cur: dict, thr: dict[str, float]) -> None:
@@ -320,31 +332,55 @@ def _compare_targets(sv: SubmissionVerdict, base: dict, cur: dict, thr: dict[str
             continue
         sv.add(Check(sv.name, f"{label} status", sb, sc, None, "", "ok"))
         worse = False
-        for metric in ("msssim", "psnr"):
+        for metric in TARGET_METRICS:
             vb, vc = as_float(rb.get(metric)), as_float(rc.get(metric))
             d = _delta(vc, vb)
             if math.isnan(d):
                 res = "ok" if math.isnan(vb) and math.isnan(vc) else "FAIL"
-                sv.add(Check(sv.name, f"{label} {metric}", vb, vc, None, _limit_text(metric, thr[metric]), res,
+                sv.add(Check(sv.name, f"{label} {metric}", vb, vc, None, limit_text(metric, thr[metric]), res,
                              "" if res == "ok" else f"{metric} is undefined in one of the runs"))
                 continue
             bad = d < -thr[metric]
             worse |= bad
-            sv.add(Check(sv.name, f"{label} {metric}", vb, vc, d, _limit_text(metric, thr[metric]),
+            sv.add(Check(sv.name, f"{label} {metric}", vb, vc, d, limit_text(metric, thr[metric]),
                          "FAIL" if bad else "ok",
-                         f"{vb:.5f} → {vc:.5f} at {as_float(rc.get('bpp')):.4f} bpp (budget {rc.get('budget_bytes')} B)"
-                         if bad else ""))
+                         f"{vb:.5f} → {vc:.5f} at {as_float(rc.get('bpp')):.4f} bpp "
+                         f"(budget {rc.get('budget_bytes')} B)" if bad else ""))
+        worse |= _compare_perceptual(sv, label, rb, rc, thr)
         hb, hc = (rb.get("bitstreams") or {}), (rc.get("bitstreams") or {})
         if hb.get("sha256") and hb.get("sha256") == hc.get("sha256"):
             sv.add(Check(sv.name, f"{label} bitstreams", hb["sha256"][:12], hc["sha256"][:12], "same", "", "ok"))
         else:
             fb, fc = hb.get("files", {}), hc.get("files", {})
             changed = sum(1 for n in set(fb) | set(fc) if fb.get(n) != fc.get(n))
-            same_rd = all(_delta(as_float(rc.get(m)), as_float(rb.get(m))) == 0 for m in ("bytes", "msssim", "psnr"))
+            same_rd = all(_delta(as_float(rc.get(m)), as_float(rb.get(m))) == 0 for m in ("bytes", *TARGET_METRICS))
             why = "RD unchanged" if same_rd else ("RD worse, see above" if worse else "RD within thresholds")
             sv.add(Check(sv.name, f"{label} bitstreams", (hb.get("sha256") or "-")[:12], (hc.get("sha256") or "-")[:12],
                          f"{changed}/{max(len(fb), len(fc))} files", "", "note",
                          f"bitstream hash changed ({changed} of {max(len(fb), len(fc))} files), {why}"))
+
+
+def _compare_perceptual(sv: SubmissionVerdict, label: str, rb: dict, rc: dict, thr: dict[str, float]) -> bool:
+    """SSIMULACRA 2 and FLIP at one target: a change is a note, a worsening past a threshold given
+    for the metric fails; a baseline written before them says so (n/a). True when one failed."""
+    failed = False
+    for metric, sign in PERCEPTUAL_METRICS.items():
+        vb, vc = as_float(rb.get(metric)), as_float(rc.get(metric))
+        if math.isnan(vb) or math.isnan(vc):
+            if not (math.isnan(vb) and math.isnan(vc)):
+                sv.add(Check(sv.name, f"{label} {metric}", vb, vc, None, "", "n/a",
+                             "not in the baseline (update it to compare)" if math.isnan(vb) else
+                             "not measured in this run"))
+            continue
+        d = vc - vb
+        limit = thr.get(metric)
+        bad = limit is not None and sign * d < -limit
+        failed |= bad
+        sv.add(Check(sv.name, f"{label} {metric}", vb, vc, d,
+                     "" if limit is None else f"{'-' if sign > 0 else '+'}{limit:g}",
+                     "FAIL" if bad else ("note" if d else "ok"),
+                     f"{vb:.4f} → {vc:.4f}" + (" (worse)" if sign * d < 0 else " (better)") if d else ""))
+    return failed
 
 
 def _compare_context(sv: SubmissionVerdict, base: dict, cur: dict) -> bool:
@@ -395,11 +431,6 @@ def compare(base: dict, cur: dict, thresholds: dict[str, float] | None = None) -
 
 # ----------------------------------------------------------------------------------------- the gate
 
-def create_command(name: str | None = None) -> str:
-    one = f" --submission {name}" if name else ""
-    return f"make regress UPDATE=1   (or: python -m bench regress --update-baseline{one})"
-
-
 def load_baseline(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
@@ -449,8 +480,9 @@ def _report(verdict: Verdict, dataset_dir: Path, log: Callable[[str], None]) -> 
     try:
         from bench.report import build_report
 
-        out = build_report(dataset_dir, extra_sections=[(f"Regression gate ({verdict.profile} profile)",
-                                                         html_section(verdict))])
+        snapshots = {sv.name: (sv.baseline, sv.current) for sv in verdict.submissions}
+        section = html_section(verdict.to_json(), snapshots)
+        out = build_report(dataset_dir, extra_sections=[(f"Regression gate ({verdict.profile} profile)", section)])
         return str(out["html"])
     except Exception as e:  # noqa: BLE001 - the report is an extra; the verdict stands without it
         log(f"[regress] warning: the HTML report could not be built ({type(e).__name__}: {e})")
@@ -494,138 +526,8 @@ def run_gate(profile: str | Profile = "fast", submissions: Iterable[str] | None 
     if report:
         verdict.report = _report(verdict, work / prof.dataset_name, log)
     verdict.seconds = time.perf_counter() - t0
-    atomic_write_text(work / "verdict.json", json.dumps(_clean(verdict.to_json()), indent=1) + "\n")
+    atomic_write_text(work / "verdict.json", json.dumps(verdict.to_json(), indent=1) + "\n")
     return verdict
-
-
-# ----------------------------------------------------------------------------------------- output
-
-def _cell(v: Any) -> str:
-    if v is None or v == "":
-        return "-"
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "inf" if v > 0 else ("-inf" if v < 0 else "-")
-        return f"{v:+.4g}" if abs(v) < 1e-3 and v else f"{v:.5g}"
-    return str(v)
-
-
-def format_table(verdict: Verdict, verbose: bool = False) -> str:
-    """The terminal table: every non-ok check (all checks with ``verbose``), then the verdict."""
-    cols = ["submission", "check", "baseline", "current", "delta", "limit", "result"]
-    rows = []
-    for sv in verdict.submissions:
-        shown = [c for c in sv.checks if verbose or c.result != "ok" or c.check.startswith("BD-rate")
-                 or c.check.endswith(("msssim", "psnr"))]
-        for c in shown:
-            delta = f"{c.delta:+.3f}%" if c.check.startswith("BD-rate") and isinstance(c.delta, float) \
-                and "overlap" not in c.check else _cell(c.delta)
-            rows.append([sv.name, c.check, _cell(c.baseline), _cell(c.current), delta, c.limit, c.result])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(cols)]
-    widths = [min(w, 40) for w in widths]
-    line = lambda r: "  ".join(str(v)[:w].ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
-    out = io.StringIO()
-    title = "baseline update (comparison with the previous baselines, for the record)" if verdict.update \
-        else "regression gate"
-    out.write(f"{title}: profile {verdict.profile}, thresholds "
-              f"{', '.join(f'{k}:{_limit_text(k, v)}' for k, v in verdict.thresholds.items())}\n\n")
-    out.write(line(cols) + "\n" + line(["-" * w for w in widths]) + "\n")
-    for r in rows:
-        out.write(line(r) + "\n")
-    out.write("\n")
-    for sv in verdict.submissions:
-        t = f"{sv.seconds:.1f} s"
-        if sv.status == "updated":
-            out.write(f"UPDATED {sv.name} ({t}): {sv.baseline_path}\n")
-        elif sv.status == "pass":
-            extra = f"; {len(sv.notes)} note(s), {len(sv.warnings)} warning(s)" if sv.notes or sv.warnings else ""
-            out.write(f"PASS    {sv.name} ({t}){extra}\n")
-        else:
-            out.write(f"FAIL    {sv.name} ({t}, {sv.status}):\n")
-            for f in sv.failures:
-                out.write(f"          - {f}\n")
-        for w in sv.warnings:
-            out.write(f"          warning: {w}\n")
-        for n in sv.notes:
-            out.write(f"          note: {n}\n")
-    for s in verdict.stale_baselines:
-        out.write(f"warning: baseline {s}.json has no submission any more (left in place; delete it if intended)\n")
-    if verdict.update:
-        ok = verdict.passed
-        out.write(f"\n{'baselines written' if ok else 'FAILED to write some baselines'} in {verdict.baselines_dir} "
-                  f"({verdict.seconds:.0f} s). Review and commit them.\n")
-    elif verdict.passed:
-        out.write(f"\nPASSED: {len(verdict.submissions)} submission(s) within thresholds ({verdict.seconds:.0f} s)\n")
-    else:
-        out.write(f"\nFAILED: {', '.join(verdict.failed)} ({verdict.seconds:.0f} s)\n")
-        if any(s.status == "missing" for s in verdict.submissions):
-            out.write(f"  missing baselines are created with: {create_command()}\n")
-    if verdict.report:
-        out.write(f"report: {verdict.report}\nverdict: {Path(verdict.work_dir) / 'verdict.json'}\n")
-    return out.getvalue()
-
-
-def _plot(sv: SubmissionVerdict) -> str:
-    """Baseline and current RD curves (MS-SSIM dB and PSNR) on one figure, as a data URI."""
-    import base64
-
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from bench.report.plots import Series, draw_rd
-
-    fig = Figure(figsize=(9.0, 3.6), dpi=100)
-    FigureCanvasAgg(fig)
-    targets = sorted({float(r["target_bpp"]) for snap in (sv.baseline, sv.current) if snap for r in snap["targets"]})
-    styles = (("baseline", sv.baseline, dict(color="0.55", ls="-", lw=3.5, alpha=0.6, marker="s", ms=6), 13),
-              ("current", sv.current, dict(color="#d62728", ls="-", lw=1.3, marker="o", ms=3.5), 9))
-    for i, (label, metric, _) in enumerate(CURVES):
-        series = []
-        for name, snap, style, star in styles:
-            if not snap:
-                continue
-            ok = [r for r in snap["targets"] if r["status"] == "ok"]
-            series += [Series(np.array([as_float(r["bpp"]) for r in snap["rd"]]),
-                              np.array([as_float(r[metric]) for r in snap["rd"]]), f"{name} RD", style),
-                       Series(np.array([as_float(r["bpp"]) for r in ok]), np.array([as_float(r[metric]) for r in ok]),
-                              f"{name} at targets", dict(ls="none", marker="*", ms=star, mec="black", mew=0.6,
-                                                         color=style["color"]), clip=False)]
-        ax = fig.add_subplot(1, 2, i + 1)
-        draw_rd(ax, series, targets, max(0.5, 1.5 * max(targets, default=0.0)), f"{label} (dB)")
-        if i == 0 and ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(sv.name, fontsize=10, x=0.02, ha="left")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", facecolor="white")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def html_section(verdict: Verdict) -> str:
-    """The report section: the verdict, every check, and one baseline-vs-current plot per submission."""
-    e = html.escape
-    colour = {"FAIL": "#b00020", "warn": "#a66300", "note": "#245", "ok": "#1a7f37", "n/a": "#666"}
-    head = "PASSED" if verdict.passed else f"FAILED: {', '.join(verdict.failed)}"
-    if verdict.update:
-        head = "baselines updated" if verdict.passed else "baseline update failed"
-    parts = [f"<p><b>{e(head)}</b> &middot; profile <code>{e(verdict.profile)}</code> &middot; thresholds "
-             f"<code>{e(', '.join(f'{k}:{_limit_text(k, v)}' for k, v in verdict.thresholds.items()))}</code> "
-             f"&middot; baselines <code>{e(verdict.baselines_dir)}</code> &middot; timings are reported, never gated</p>"]
-    for sv in verdict.submissions:
-        parts.append(f"<h3>{e(sv.name)} &mdash; {e(sv.status)}</h3>")
-        if sv.baseline or sv.current:
-            parts.append(f'<img alt="RD curves of {e(sv.name)}: baseline and current" src="{_plot(sv)}">')
-        rows = "".join(
-            f"<tr><td>{e(c.check)}</td><td>{e(_cell(c.baseline))}</td><td>{e(_cell(c.current))}</td>"
-            f"<td>{e(_cell(c.delta))}</td><td>{e(c.limit)}</td>"
-            f"<td style=\"color:{colour.get(c.result, '#000')}\"><b>{e(c.result)}</b></td><td>{e(c.detail)}</td></tr>"
-            for c in sv.checks)
-        parts.append("<table><thead><tr><th>check</th><th>baseline</th><th>current</th><th>delta</th><th>limit</th>"
-                     f"<th>result</th><th>detail</th></tr></thead><tbody>{rows}</tbody></table>")
-    if verdict.stale_baselines:
-        parts.append(f"<p>Baselines without a submission: {e(', '.join(verdict.stale_baselines))}</p>")
-    return "\n".join(parts)
 
 
 def main(args) -> int:
@@ -634,7 +536,7 @@ def main(args) -> int:
                        thresholds=args.thresholds, baselines_dir=Path(args.baselines),
                        report=not args.no_report, log=lambda m: print(m, file=sys.stderr, flush=True),
                        sandboxed=not args.no_sandbox)
-    print(format_table(verdict, verbose=args.verbose))
+    print(format_table(verdict.to_json(), verbose=args.verbose))
     if args.json:
-        atomic_write_text(Path(args.json), json.dumps(_clean(verdict.to_json()), indent=1) + "\n")
+        atomic_write_text(Path(args.json), json.dumps(verdict.to_json(), indent=1) + "\n")
     return 0 if verdict.passed else 1

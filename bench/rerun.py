@@ -17,19 +17,21 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import defaultdict
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from bench.atomic import atomic_write_bytes
 from bench.cachekey import point_key
 from bench.codec import OperatingPoints
 from bench.data import open_dataset
 from bench.paths import REPO_ROOT, REPORTS_DIR
-from bench.records import JobsFailed
 from bench.provenance import code_state, commit_label
-from bench.results import (PER_IMAGE_COLUMNS, ROW_COLUMNS, ROW_KEY, atomic_write_bytes, column_value, read_csv,
-                           write_csv)
+from bench.records import JobsFailed
+from bench.results import PER_IMAGE_COLUMNS, ROW_COLUMNS, ROW_KEY, column_value, read_csv, write_csv
 from bench.runner import Runner
+from bench.sandbox.client import RemoteCodec
 from bench.submission import get_submission
 
 WORK_DIR = REPORTS_DIR / ".tmp" / "rerun"
@@ -158,7 +160,7 @@ def _stamp(rows_csv: Path, reproduced: list[dict]) -> None:
     """rows.csv's ``reproduced`` column: the commit (``+dirty`` when the code differed from it)
     and date of the re-coding that reproduced each row's published files."""
     state = code_state()
-    stamp = f"{commit_label(state)} {datetime.now(timezone.utc).date().isoformat()}"
+    stamp = f"{commit_label(state)} {datetime.now(UTC).date().isoformat()}"
     keys = {(r["mode"], r["objective"], r["target_bpp"]) for r in reproduced}
     rows = read_csv(rows_csv)
     for row in rows:
@@ -194,3 +196,31 @@ def _publish(row: dict, lines: list[dict], recs: dict, cache: Path) -> None:
     for stray in folder.glob("*.bin"):
         if stray.name not in names:
             stray.unlink()
+
+
+def measure_published(reports_dir: Path, dataset: str, submissions: list[str] | None = None, sandboxed: bool = True,
+                      log: Callable[[str], None] = print) -> list[str]:
+    """The perceptual columns (:mod:`bench.perceptual`) of every published row whose files are
+    here, decoded again from those files, written into the run's rows.csv and per_image.csv;
+    the runs measured. Rows measured before are read from each run's cache."""
+    from bench.perceptual import add_to_run
+
+    ds = open_dataset(dataset)
+    images = list(ds.images())
+    done = []
+    for rows_csv in sorted((Path(reports_dir) / ds.name / "runs").glob("*/rows.csv")):
+        rows = read_csv(rows_csv)
+        ok = [r for r in rows if r["status"] == "ok" and len(list(_folder(r).glob("*.bin"))) == int(r["images"])]
+        if not ok or (submissions and ok[0]["submission"] not in submissions):
+            continue
+        sub = get_submission(ok[0]["submission"])
+        lines = read_csv(rows_csv.parent / "per_image.csv")
+        remote = RemoteCodec(sub, sandboxed)
+        try:
+            add_to_run(remote, "cpu", images, ok, lines, rows_csv.parent, log)
+        finally:
+            remote.close()
+        write_csv(rows_csv.parent / "per_image.csv", lines, PER_IMAGE_COLUMNS)
+        write_csv(rows_csv, rows, ROW_COLUMNS)
+        done.append(sub.name)
+    return done

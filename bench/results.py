@@ -15,22 +15,26 @@ import json
 import math
 import os
 import platform
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+
+from bench.atomic import atomic_write_bytes, atomic_write_text  # noqa: F401 - also imported from here
 
 FORMAT_VERSION = 1
 # The columns of a run folder's CSVs (rows.csv, per_image.csv, rd.csv), in order; learned
 # codecs add more to rows.csv (complexity, rate overhead), which readers carry through.
 ROW_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "objective", "status", "images", "bytes",
-               "budget_bytes", "bpp", "psnr", "msssim", "msssim_db", "psnr_mean", "msssim_mean", "enc_s", "dec_s",
-               "device", "sandbox", "bitstreams", "lowest_bpp", "note", "date", "commit", "reproduced"]
+               "budget_bytes", "bpp", "psnr", "msssim", "msssim_db", "psnr_mean", "msssim_mean", "ssimulacra2",
+               "flip", "enc_s", "dec_s", "device", "sandbox", "bitstreams", "lowest_bpp", "note", "date", "commit",
+               "reproduced"]
 PER_IMAGE_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "objective", "image_id", "point", "bytes", "bpp",
-                     "psnr", "msssim", "msssim_db", "enc_s", "dec_s", "file", "file_sha256", "decoded_sha256",
-                     "est_bits", "overhead_pct", "points_estimated", "points_coded"]
+                     "psnr", "msssim", "msssim_db", "ssimulacra2", "flip", "enc_s", "dec_s", "file",
+                     "file_sha256", "decoded_sha256", "est_bits", "overhead_pct", "points_estimated", "points_coded"]
 RD_COLUMNS = ["submission", "point", "images", "bytes", "bpp", "psnr", "msssim", "msssim_db", "psnr_mean",
-              "msssim_mean", "estimated"]
+              "msssim_mean", "estimated", "enc_s", "dec_s"]
 # What a row answers: rate control's rule (mode, objective) at one target. Rows of one run
 # with other keys are kept when a run is re-done (bench.run, bench.verify, the report).
 ROW_KEY = ("mode", "objective", "target_bpp")
@@ -39,20 +43,6 @@ ROW_KEY = ("mode", "objective", "target_bpp")
 LATER_COLUMNS = {"objective": "msssim"}
 PACKAGES = ("torch", "torchvision", "compressai", "pytorch-msssim", "pillow", "imagecodecs", "numpy",
             "pandas", "fvcore", "joblib", "dask", "distributed")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> None:
@@ -168,7 +158,7 @@ def run_info(**fields: Any) -> dict[str, Any]:
     from bench.provenance import code_state, commit_label
 
     state = code_state()
-    return {"format_version": FORMAT_VERSION, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    return {"format_version": FORMAT_VERSION, "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "commit": commit_label(state), "provenance": state, "environment": environment(),
             "packages": package_versions(), **fields}
 

@@ -14,15 +14,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.budget_note import budget_note
+from bench.cachekey import point_key
 from bench.codec import JobMeasures, measure_columns
 from bench.data import Dataset, DatasetError, Image, open_dataset
 from bench.metrics import aggregate
 from bench.paths import REPO_ROOT, REPORTS_DIR, SUBMISSIONS_DIR
+from bench.perceptual import add_to_run as add_perceptual
 from bench.ratecontrol import Selection, rate_control
-from bench.results import (PER_IMAGE_COLUMNS, RD_COLUMNS, ROW_COLUMNS, ROW_KEY, merge_rows, run_info, write_csv,
-                           write_json)
-from bench.cachekey import point_key
 from bench.records import JobsFailed
+from bench.results import (
+    PER_IMAGE_COLUMNS,
+    RD_COLUMNS,
+    ROW_COLUMNS,
+    ROW_KEY,
+    merge_rows,
+    run_info,
+    write_csv,
+    write_json,
+)
 from bench.runner import Runner
 from bench.sandbox.client import RemoteCodec
 from bench.submission import Submission, get_submission
@@ -114,16 +123,21 @@ def rd_curve(sub: Submission, runner: Runner, images: list[Image]) -> list[dict]
     """CLIC aggregates at every point of the first sweep that every image has: its coded
     record, else (``--probe estimate`` sweeps without coding) its estimate. ``estimated``
     counts the images whose bytes are the codec's estimate there (the metrics are of the
-    estimate's reconstruction, the decoder's image); 0: every byte from a file."""
+    estimate's reconstruction, the decoder's image); 0: every byte from a file. ``enc_s`` and
+    ``dec_s``: mean seconds per coded image at that point."""
     rows = []
     for p in sub.points.initial():
         recs = [runner.cached(im.id, p) or runner.cached_estimate(im.id, p) for im in images]
         if all(recs):
             s = aggregate(recs)
+            coded = [r for r in recs if not r.get("estimated")]
             rows.append({"submission": sub.name, "point": p, "images": s.images, "bytes": s.bytes, "bpp": s.bpp,
                          "psnr": s.psnr, "msssim": s.msssim, "msssim_db": s.msssim_db,
                          "psnr_mean": s.psnr_mean, "msssim_mean": s.msssim_mean,
-                         "estimated": sum(bool(r.get("estimated")) for r in recs)})
+                         "estimated": sum(bool(r.get("estimated")) for r in recs),
+                         # seconds per image, over the images whose point was coded
+                         "enc_s": sum(r["enc_s"] for r in coded) / len(coded) if coded else None,
+                         "dec_s": sum(r["dec_s"] for r in coded) / len(coded) if coded else None})
     return sorted(rows, key=lambda r: r["bpp"])
 
 
@@ -160,6 +174,7 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
                     dataset=ds.name, settings={"targets": list(targets), "mode": mode, "objective": objective,
                                                "policy": sub.policy, "jobs": jobs, "backend": backend,
                                                "probe": probe, "device": runner.device,
+                                               **({"device_identity": runner.identity} if runner.identity else {}),
                                                "sandbox": "bwrap" if sandboxed else "off"},
                     image_notes=[f"{im.id}: {n}" for im in images for n in im.notes], errors=errors)
     device, sandbox = _chosen(selections, "device", "cpu"), _chosen(selections, "sandbox", info["settings"]["sandbox"])
@@ -167,13 +182,14 @@ def run_benchmark(submission: str, dataset: str = "kodak", targets=DEFAULT_TARGE
     rows, per_image = [], []
     for sel in selections:
         folder = _publish(sel, run_dir, images) if sel.status == "ok" else None
-        rows.append(_row(sub, ds.name, sel, images, folder, info, device, sandbox))
+        rows.append(_row(sub, ds.name, sel, images, folder, info, _chosen([sel], "device", device), sandbox))
         if sel.status == "ok":
             rows[-1] |= learned_columns(runner.remote, sel, images)
             why = budget_note(sel, sub.points, sub.policy, sum(im.num_pixels for im in images), runner.cached)
             if why:
                 rows[-1] |= {"budget_limited": True, "note": "; ".join(n for n in (rows[-1]["note"], why) if n)}
         per_image += _per_image_rows(sub, ds.name, sel, images, folder, runner)
+    add_perceptual(runner.remote, runner.device, images, rows, per_image, run_dir, log)  # chosen points only
     write_csv(run_dir / "rows.csv", merge_rows(run_dir / "rows.csv", rows, ROW_KEY), ROW_COLUMNS)
     write_csv(run_dir / "per_image.csv", merge_rows(run_dir / "per_image.csv", per_image, ROW_KEY + ("image_id",)),
               PER_IMAGE_COLUMNS)
@@ -230,9 +246,8 @@ def _rate_control(sub: Submission, runner: Runner, images: list[Image], targets:
 
 
 def _chosen(selections: list[Selection], key: str, default: str) -> str:
-    """``key`` of the chosen records (device, sandbox); every record of a run has the same, as
-    the cache keeps other devices' and unsandboxed records apart."""
-    for sel in selections:
-        for rec in sel.chosen.values():
-            return rec.get(key, default)
-    return default
+    """``key`` of the chosen records (device, sandbox): the cache keeps other devices', other
+    GPUs' and unsandboxed records apart, so they agree; where they still differ (CPU records
+    coded with other thread counts) every value is named, never one record's for all."""
+    values = sorted({str(rec.get(key, default)) for sel in selections for rec in sel.chosen.values()})
+    return " + ".join(values) if values else default

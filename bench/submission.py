@@ -175,7 +175,8 @@ def parse_points(table: Any, where: str) -> OperatingPoints:
     if kind == "discrete":
         pts = _expect(table.get("points"), list, where, "operating_points.points")
         if not pts or len(set(map(str, pts))) != len(pts):
-            raise SubmissionError(f"{where}: field 'operating_points.points' must be a non-empty list of distinct values")
+            raise SubmissionError(f"{where}: field 'operating_points.points' must be a non-empty list of "
+                                  "distinct values")
         return OperatingPoints("discrete", tuple(pts))
     if kind == "continuous":
         for key in ("low", "high"):

@@ -10,10 +10,10 @@ import re
 from pathlib import Path
 
 from bench.data import open_dataset
-from bench.device import check_device, device_label
+from bench.device import check_device, device_label, matching_gpu
 from bench.job import decoded_hash
 from bench.metrics import image_metrics, msssim_db, psnr_from_mse
-from bench.paths import REPO_ROOT
+from bench.paths import REPO_ROOT, SUBMISSIONS_DIR
 from bench.report.studies import VERIFY_CSV
 from bench.results import ROW_KEY, column_value, read_csv, write_csv
 from bench.sandbox.client import RemoteCodec
@@ -37,12 +37,11 @@ def _recorded_hashes(dataset_dir: Path) -> dict[tuple, str]:
 
 
 def _run_device(row: dict) -> str | None:
-    """The device a row's networks ran on, when this machine has that kind (None: it has not)."""
-    import torch
-
+    """The device a row's networks ran on, when this machine has it: the CPU, or a GPU of the
+    model the row names (None: it has none; another GPU model's arithmetic may differ)."""
     if not row.get("device", "").startswith("cuda"):
         return "cpu"
-    return "cuda" if torch.cuda.is_available() else None
+    return matching_gpu(row["device"])
 
 
 def _refused(row: dict, why: str) -> dict:
@@ -84,7 +83,7 @@ def _run_threads(device: str) -> int | None:
 
 
 def verify_dataset(reports_dir: Path, dataset: str, submissions: list[str] | None = None,
-                   sandboxed: bool = True) -> list[dict]:
+                   sandboxed: bool = True, submissions_root: Path = SUBMISSIONS_DIR) -> list[dict]:
     """One line per ok row of the dataset's runs (``runs/*/rows.csv``): bytes on disk vs
     reported, PSNR / MS-SSIM recomputed vs reported, decoded fingerprints vs recorded.
 
@@ -98,7 +97,8 @@ def verify_dataset(reports_dir: Path, dataset: str, submissions: list[str] | Non
     dataset_dir = Path(reports_dir) / ds.name
     originals = {im.id: im for im in ds.images()}
     recorded = _recorded_hashes(dataset_dir)
-    out = _verify_rows(dataset_dir, originals, recorded, submissions, torch.get_num_threads(), sandboxed)
+    out = _verify_rows(dataset_dir, originals, recorded, submissions, torch.get_num_threads(), sandboxed,
+                       submissions_root)
     # verifying some submissions keeps the other submissions' lines of an earlier verify
     path = Path(dataset_dir) / VERIFY_CSV
     kept = [r for r in read_csv(path) if r.get("submission") not in set(submissions)] if submissions else []
@@ -107,12 +107,13 @@ def verify_dataset(reports_dir: Path, dataset: str, submissions: list[str] | Non
 
 
 def _verify_rows(dataset_dir: Path, originals: dict, recorded: dict, submissions: list[str] | None,
-                 default_threads: int, sandboxed: bool) -> list[dict]:
+                 default_threads: int, sandboxed: bool, submissions_root: Path) -> list[dict]:
     out, remotes = [], {}
     try:
         for row in _run_files(dataset_dir, "rows.csv"):
             if row["status"] == "ok" and not (submissions and row["submission"] not in submissions):
-                out.append(_verify_row(row, originals, recorded, default_threads, sandboxed, remotes))
+                out.append(_verify_row(row, originals, recorded, default_threads, sandboxed, remotes,
+                                       submissions_root))
     finally:
         for remote in remotes.values():
             remote.close()
@@ -120,16 +121,16 @@ def _verify_rows(dataset_dir: Path, originals: dict, recorded: dict, submissions
 
 
 def _verify_row(row: dict, originals: dict, recorded: dict, default_threads: int, sandboxed: bool,
-                remotes: dict) -> dict:
+                remotes: dict, submissions_root: Path) -> dict:
     run_device = _run_device(row)
     if run_device is None:       # a GPU-coded file decodes on a GPU only (bench.codecs.learned.CUDA_CODED)
-        return _refused(row, f"coded on {row['device']}; this machine has no CUDA device: verify on one")
+        return _refused(row, f"coded on {row['device']}; this machine has no such GPU: verify on one")
     threads, device = _run_threads(row.get("device", "")) or default_threads, check_device(run_device)
     files = sorted(_folder(row).glob("*.bin"))
     if len(files) < int(row["images"]):      # never published, or not re-made here: missing, not wrong
         return _missing(row, files)
     if row["submission"] not in remotes:
-        remotes[row["submission"]] = RemoteCodec(get_submission(row["submission"]), sandboxed,
+        remotes[row["submission"]] = RemoteCodec(get_submission(row["submission"], submissions_root), sandboxed,
                                                  device.startswith("cuda"))
     codec = remotes[row["submission"]]
     sse = values = 0.0

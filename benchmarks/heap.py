@@ -5,9 +5,12 @@ processes with glibc's default allocator and with the setting, alternating, in o
 
 Each process runs one job (encode → file → decode → metrics, ``bench.job.execute``) once to
 warm up and ``REPEATS`` more times at one thread, the way a worker runs a run's jobs one
-after the other; it reports the median job time, the minor page faults per job and its peak
-resident size. The setting reaches each process the way it reaches joblib and Dask workers:
-through the environment (``bench.heap.ENVIRONMENT``).
+after the other; it reports the median job time, the minor page faults per job and the peak
+resident size. A job spans the harness process and its codec's encoder and decoder
+processes (``bench.sandbox.client``), run here without the sandbox so that they are its own
+children and /proc shows their counters: faults are summed over the three, and so are their
+peaks. The setting reaches each process the way it reaches joblib and Dask workers and the
+codec processes: through the environment (``bench.heap.ENVIRONMENT``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -31,31 +33,44 @@ REPEATS = 3
 COLUMNS = ["submission", "dataset", "image", "pixels", "allocator", "job_s", "faults_per_job", "peak_mib"]
 
 
+def minor_faults(pid: int | str) -> int:
+    """A process's minor page faults so far (``/proc/<pid>/stat``, field 10)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
+def peak_kib(pid: int | str) -> int:
+    """A process's peak resident size (``VmHWM``), KiB."""
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1])
+
+
 def child(name: str, point: str, dataset: str, file: str) -> None:
     """Run in a fresh process: the warm-up and the repeats; one JSON line on stdout."""
     sys.path.insert(0, str(ROOT))
     import torch
 
     from bench.data import load_image, locate_dataset_dir
-    from bench.job import Job, execute
+    from bench.job import Job, JobContext, execute
     from bench.submission import get_submission
 
     torch.set_num_threads(1)
     sub = get_submission(name)
-    pt = next(p for p in sub.points.initial() if str(p) == point) if sub.points.kind == "discrete" else json.loads(point)
+    discrete = sub.points.kind == "discrete"
+    pt = next(p for p in sub.points.initial() if str(p) == point) if discrete else json.loads(point)
     image = load_image(locate_dataset_dir(dataset) / file)
+    ctx = JobContext(sub, "heap", threads=1, sandboxed=False)
     times, faults = [], []
     with tempfile.TemporaryDirectory() as tmp:
         job = Job(image, pt, Path(tmp) / f"{image.id}.bin")
-        execute(sub, "heap", job, 1)
+        execute(ctx, job)                                   # also starts the codec's processes
+        pids = ["self", ctx.codec().encoder.pid, ctx.codec().decoder.pid]
         for _ in range(REPEATS):
-            f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
-            execute(sub, "heap", job, 1)
+            f0, t0 = sum(map(minor_faults, pids)), time.perf_counter()
+            execute(ctx, job)
             times.append(time.perf_counter() - t0)
-            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+            faults.append(sum(map(minor_faults, pids)) - f0)
     print(json.dumps({"job_s": statistics.median(times), "faults_per_job": statistics.median(faults),
-                      "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "image": image.id, "pixels": image.num_pixels}))
+                      "peak_mib": sum(map(peak_kib, pids)) / 1024, "image": image.id, "pixels": image.num_pixels}))
 
 
 def measure(name: str, point, dataset: str, file: str, keep: bool) -> dict:

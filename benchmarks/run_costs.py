@@ -29,7 +29,8 @@ def rows(reports: Path) -> list[dict]:
         if not cost:
             continue
         board = path.parent / "rows.csv"
-        images = max((int(r["images"]) for r in read_csv(board) if r.get("images")), default=None) if board.exists() else None
+        images = (max((int(r["images"]) for r in read_csv(board) if r.get("images")), default=None)
+                  if board.exists() else None)
         coded = cost.get("jobs_coded") or 0
         out.append({"dataset": info.get("dataset"), "submission": info.get("submission"), "images": images,
                     "targets": len(settings.get("targets", [])), "wall_s": cost.get("wall_s"), "jobs_coded": coded,

@@ -49,3 +49,29 @@ def dataset_dirs(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "LOCAL_DATA_DIR", d["local"])
     monkeypatch.setattr(data, "SHARED_DATA_DIR", d["shared"])
     return d
+
+
+#: Test files whose tests start no process of their own (no run, no codec worker, no browser,
+#: cluster or training): ``make test-fast`` runs these; every other file is marked ``slow``.
+FAST = {"test_complexity", "test_container", "test_data", "test_hub", "test_import_graph", "test_metrics",
+        "test_ratecontrol", "test_rd", "test_report", "test_results", "test_submission", "test_ecg",
+        "test_scale_shift", "test_perceptual", "test_confidence"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """``slow`` on the tests of files not in FAST; a skip, with what to do, on tests that read the
+    Kodak images when no copy of them is here."""
+    from tests.helpers.images import KODAK, KODAK_MISSING
+
+    kodak_here = (KODAK / "kodim01.png").is_file()
+    for item in items:
+        if item.path.stem not in FAST:
+            item.add_marker(pytest.mark.slow)
+        if not kodak_here and _reads_kodak(item):
+            item.add_marker(pytest.mark.skip(reason=KODAK_MISSING))
+
+
+def _reads_kodak(item) -> bool:
+    """The test's file reads Kodak pixels (a crop, a folder of crops, the dataset or the gate's profile)."""
+    text = item.path.read_text(encoding="utf-8")
+    return any(word in text for word in ("kodak", "crop_folder", "image_folder", "jpeg_run", "KODAK", "profile"))

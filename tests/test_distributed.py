@@ -129,7 +129,8 @@ def _own_codec_processes() -> set[int]:
     from bench.sandbox import client
 
     pids = {proc.pid for remote in client._REMOTES.values() for proc in (remote.encoder, remote.decoder) if proc.pid}
-    return pids | {c.pid for pid in pids if psutil.pid_exists(pid) for c in psutil.Process(pid).children(recursive=True)}
+    return pids | {c.pid for pid in pids if psutil.pid_exists(pid)
+                   for c in psutil.Process(pid).children(recursive=True)}
 
 
 def _cmdline(p: psutil.Process) -> list[str]:

@@ -58,7 +58,7 @@ SIZES = [(1, 1), (5, 7), (33, 65), (16, 4096)]      # (height, width): 1×1, 7×
 
 def _photo(h: int, w: int, seed: int = 0) -> np.ndarray:
     """Real photo content at any size: a Kodak crop, tiled when the image is wider than Kodak."""
-    base = kodak_crop("kodim0%d.png" % (1 + seed % 9), (0, 0, 768, 512))
+    base = kodak_crop(f"kodim0{1 + seed % 9}.png", (0, 0, 768, 512))
     reps = (math.ceil(h / 512), math.ceil(w / 768), 1)
     return np.ascontiguousarray(np.tile(base, reps)[:h, :w])
 
@@ -85,7 +85,7 @@ def hostile_folder(tmp_path: Path) -> Path:
     PILImage.fromarray(kodak_crop("kodim03.png", (0, 0, 80, 64))).convert("P").save(f / "palette.png")
     rgba = np.dstack([kodak_crop("kodim04.png", (0, 0, 64, 48)), np.full((48, 64), 90, np.uint8)])
     PILImage.fromarray(rgba, "RGBA").save(f / "rgba.png")
-    (f / "deep16.png").write_bytes(_png16((_photo(24, 32).astype(np.uint16) * 257)))
+    (f / "deep16.png").write_bytes(_png16(_photo(24, 32).astype(np.uint16) * 257))
     good = (f / "photo.png").read_bytes()
     (f / "cut.png").write_bytes(good[: len(good) // 2])
     (f / "notes.png").write_text("this is not an image\n")

@@ -145,7 +145,8 @@ def test_offline_hub_name_fails_fast_with_instructions(dataset_dirs):
     assert CLIC_VALID_REPO in msg and "could not be reached" in msg
     assert "HF_HUB_OFFLINE=0" in msg and "folder:PATH" in msg
     assert str(dataset_dirs["shared"] / "clic2021-valid") in msg            # where it looked first
-    assert not (dataset_dirs["local"] / "clic2021-valid").exists() or not any((dataset_dirs["local"] / "clic2021-valid").iterdir())
+    local = dataset_dirs["local"] / "clic2021-valid"
+    assert not local.exists() or not any(local.iterdir())
 
 
 @pytest.mark.timeout(30)

@@ -8,14 +8,15 @@ every shipped learned codec kind (fixed-rate hyperprior: ``noise_hyperprior``; v
 truncated, extended, swapped and random payloads, and random combinations, each with a
 valid CRC. The classical decoders get headers claiming huge sizes (JPEG SOF, WebP VP8 / VP8L /
 VP8X, AVIF ispe, PNG IHDR with its CRC, JPEG XL SizeHeader bare and in its container, the
-null codec's header).
+null codec's header, HEIF ispe, JPEG 2000 SIZ).
 
 A child process per batch builds the forgeries from a real encode, then decodes them under an
 address-space limit (RLIMIT_AS) and a per-file alarm, printing one JSON line per file; the
 parent has a timeout. So a crash, a hang or an out-of-memory is counted and named, never
-fatal. The children start with the module and run side by side while the harness tests run. Each learned forgery must end in BitstreamError or a uint8 image of the size it
-claims; a claim above the cap must be refused before any decoding, in milliseconds; every
-classical forgery must be refused. The counts are printed and emitted as a warning (visible
+fatal. The children start with the module and run side by side while the harness tests run.
+Each learned forgery must end in BitstreamError or a uint8 image of the size it claims; a
+claim above the cap must be refused before any decoding, in milliseconds; every classical
+forgery must be refused. The counts are printed and emitted as a warning (visible
 in pytest's summary).
 
 The other tests go through the harness: the pixel cap's boundary, declared sizes, ``bench
@@ -36,8 +37,9 @@ import time
 import warnings
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,7 +62,7 @@ from tests.helpers.coding import decode, encode
 
 LEARNED = ["noise_hyperprior", "ecg_hyperprior"]      # one per shipped learned codec class
 POINTS = {"noise_hyperprior": "base", "ecg_hyperprior": 4.0, "jpeg": 60, "webp": 60, "avif": 60, "jpegxl": 2.0,
-          "null": "lossless"}
+          "null": "lossless", "hevc": 40, "jpeg2000": 32.0}
 CROP = (300, 200, 364, 248)          # 64 × 48 real photo
 SEED = 20250118
 PER_FILE_ALARM_S = 20                # one decode running this long is a hang
@@ -261,6 +263,8 @@ CLASSICAL_HUGE = {
     "jpegxl": [(30000, 30000), (65536, 65536), (9000, 9000), (8193, 8192), (2**30, 2**30)],
     "null": [(30000, 30000), (65536, 65536), (8193, 8192), (2**32 - 1, 2**32 - 1)],
     "avif": [(30000, 30000), (16384, 16384), (9000, 9000), (8193, 8192)],
+    "hevc": [(30000, 30000), (65536, 65536), (9000, 9000), (8193, 8192), (2**32 - 1, 2**32 - 1)],
+    "jpeg2000": [(30000, 30000), (65536, 65536), (9000, 9000), (8193, 8192), (2**32 - 1, 2**32 - 1)],
 }
 
 
@@ -277,18 +281,25 @@ def classical_forgeries(reals: dict[str, bytes]) -> list[Forgery]:
         out.append(("png", f"IHDR {h}x{w}", png_sized(reals["png"], h, w), (h, w)))
     for h, w in CLASSICAL_HUGE["jpegxl"]:
         bare = jxl_sized(reals["jpegxl"], h, w)
-        out += [("jpegxl", f"SizeHeader {h}x{w}", bare, (h, w)), ("jpegxl", f"jxlc box {h}x{w}", jxl_boxed(bare), (h, w))]
+        out += [("jpegxl", f"SizeHeader {h}x{w}", bare, (h, w)),
+                ("jpegxl", f"jxlc box {h}x{w}", jxl_boxed(bare), (h, w))]
     for h, w in CLASSICAL_HUGE["null"]:
         out.append(("null", f"header {h}x{w}", null_sized(reals["null"], h, w), (h, w)))
     ispe = reals["avif"].find(b"ispe") + 8
     for h, w in CLASSICAL_HUGE["avif"]:
         out.append(("avif", f"ispe {h}x{w}", _put(reals["avif"], ispe, ">II", w, h), (h, w)))
+    ispe = reals["hevc"].find(b"ispe") + 8
+    for h, w in CLASSICAL_HUGE["hevc"]:
+        out.append(("hevc", f"ispe {h}x{w}", _put(reals["hevc"], ispe, ">II", w, h), (h, w)))
+    for h, w in CLASSICAL_HUGE["jpeg2000"]:                 # SIZ: Xsiz, Ysiz at byte 8 (image offset 0)
+        out.append(("jpeg2000", f"SIZ {h}x{w}", _put(reals["jpeg2000"], 8, ">II", w, h), (h, w)))
     return out
 
 
 def classical_reals() -> dict[str, bytes]:
     img = crop()
-    reals = {name: encode(make_codec(name), img, POINTS[name]) for name in ("jpeg", "webp", "avif", "jpegxl", "null")}
+    reals = {name: encode(make_codec(name), img, POINTS[name]) for name in ("jpeg", "webp", "avif", "jpegxl", "null",
+                                                                         "hevc", "jpeg2000")}
     for key, kwargs in (("png", {"format": "PNG"}), ("webp-lossless", {"format": "WEBP", "lossless": True})):
         buf = io.BytesIO()
         PILImage.fromarray(img).save(buf, **kwargs)
@@ -319,8 +330,8 @@ def run_batch(batch: str, folder: str) -> None:
     for codec, data in warm:
         decode(codec, data)
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (address_space() + HEADROOM["classical" if batch == "classical" else "learned"],
-                                            hard))
+    headroom = HEADROOM["classical" if batch == "classical" else "learned"]
+    resource.setrlimit(resource.RLIMIT_AS, (address_space() + headroom, hard))
 
     def alarm(*_):
         raise TimeoutError(f"decode ran over {PER_FILE_ALARM_S} s")
@@ -427,7 +438,7 @@ def report(name: str, tally: Counter, results: dict[int, dict], plan: list, prob
             f"≤ {1000 * max(huge, default=0):.2f} ms")
     print("\n" + line)
     record_property(f"forged_{name}", dict(tally))
-    warnings.warn(UserWarning(line))
+    warnings.warn(UserWarning(line), stacklevel=2)
 
 
 # --------------------------------------------------------------------------- through the harness
@@ -446,7 +457,8 @@ def test_declared_size_and_the_cap_boundary(name, real_files, monkeypatch):
     monkeypatch.setenv(MAX_PIXELS_ENV, str(48 * 64))
     assert np.asarray(decode(codec, data)).shape == (48, 64, 3)
     monkeypatch.setenv(MAX_PIXELS_ENV, str(48 * 64 - 1))
-    with pytest.raises(BitstreamError, match=r"48×64 = 3,072 pixels, above the pixel limit of 3,071: .*BENCH_MAX_PIXELS=N"):
+    with pytest.raises(BitstreamError,
+                       match=r"48×64 = 3,072 pixels, above the pixel limit of 3,071: .*BENCH_MAX_PIXELS=N"):
         decode(codec, data)
 
 
@@ -528,8 +540,10 @@ def test_a_run_names_the_image_above_the_cap_and_the_one_over_its_memory_ceiling
     assert p.returncode == 0, p.stderr[-3000:]
     run = json.loads(next((tmp_path / "r").rglob("runs/noise_hyperprior/run.json")).read_text())
     errors = "\n".join(run["errors"])
-    assert "toobig @ " in errors and "toobig: 1200×1500 = 1,800,000 pixels, above the pixel limit of 1,500,000" in errors
-    assert "hungry @ " in errors and "MemoryError: noise_hyperprior: hungry @ l05: ran out of memory under the job's ceiling" in errors
+    assert "toobig @ " in errors
+    assert "toobig: 1200×1500 = 1,800,000 pixels, above the pixel limit of 1,500,000" in errors
+    assert "hungry @ " in errors
+    assert "MemoryError: noise_hyperprior: hungry @ l05: ran out of memory under the job's ceiling" in errors
     assert JOB_MEMORY_ENV in errors
     assert "toobig: left out" in errors and "hungry: left out" in errors
     assert not any(f"small{i}" in errors for i in range(3)) and "could not create a primitive" not in errors
@@ -571,8 +585,8 @@ def test_forged_classical_headers_claiming_huge_sizes_are_refused(children, reco
     for i, (codec, desc, _) in enumerate(plan):
         r = results.get(i, {})
         msg = r.get("message", "")
-        by = "the cap" if "above the pixel limit" in msg else "Pillow's bomb limit" if "decompression bomb" in msg \
-            else "the library"
+        by = "the cap" if "above the pixel limit" in msg or "forged or corrupted" in msg \
+            else "Pillow's bomb limit" if "decompression bomb" in msg else "the library"
         refused = r.get("error") == "BitstreamError"
         tally[f"{codec} refused by {by}" if refused else f"{codec} NOT refused"] += 1
         if not refused or r["s"] > 1.0 or (codec != "avif" and by == "the library"):

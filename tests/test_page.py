@@ -2,7 +2,9 @@
 (JPEG and WebP on three Kodak crops, WebP in both modes), opened in headless Chromium through the
 DevTools protocol (``--remote-debugging-pipe``, no extra packages). It must fit the window at
 1280 and 390 px, its own script must sort a column on a header click and open a row's per-image
-drill-down. Skipped, with the reason, when ``/usr/bin/chromium`` is absent (``.ci/run`` installs it).
+drill-down, and its interactive RD plots must hide a submission's and a family's curves on a click and
+show a point's details on hover, with no error in the console. Skipped, with the reason, when
+``/usr/bin/chromium`` is absent (``.ci/run`` installs it).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Browser:
 
     def __init__(self, profile: Path, timeout: float = 60.0) -> None:
         self.timeout, self.ids, self.buf = timeout, 0, b""
+        self.events: list[dict] = []          # what the browser reported meanwhile (console, exceptions)
         cmd_r, self.cmd_w = os.pipe()
         self.out_r, out_w = os.pipe()
 
@@ -60,6 +63,9 @@ class Browser:
         os.write(self.cmd_w, json.dumps(msg).encode() + b"\0")
         while True:
             reply = self._read()
+            if "method" in reply and "id" not in reply:
+                self.events.append(reply)
+                continue
             if reply.get("id") == self.ids:
                 if "error" in reply:
                     raise RuntimeError(f"{method}: {reply['error']}")
@@ -188,6 +194,47 @@ def test_drill_down_opens_every_images_results(browser, page):
     rows = browser.js(f"Array.from({body}.querySelectorAll('tr.drill tbody tr')).map(r => "
                       "Array.from(r.cells).map(c => c.textContent))")
     assert [r[0] for r in rows] == ["img0", "img1", "img2"]
-    for _, point, bpp, msssim, psnr, size in rows:
+    for _, point, bpp, msssim, psnr, size, ssimulacra2, flip in rows:
         assert point and 0 < float(bpp) <= 3 and 0 < float(msssim) <= 1 and 10 < float(psnr) < 60
+        assert int(size.replace(",", "")) > 0 and 0 < float(ssimulacra2) <= 100 and 0 < float(flip) < 1
     assert browser.js("document.documentElement.scrollWidth") <= 390
+
+
+def _errors(events: list[dict]) -> list[dict]:
+    """Uncaught exceptions, console.error calls and error log entries among the browser's events."""
+    return [e for e in events if e.get("method") == "Runtime.exceptionThrown"
+            or (e.get("method") == "Runtime.consoleAPICalled" and e["params"].get("type") == "error")
+            or (e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") == "error")]
+
+
+@needs_chromium
+@pytest.mark.parametrize("width", [1280, 390])
+def test_interactive_rd_plots_toggle_and_hover_without_errors(browser, page, width):
+    browser.send("Runtime.enable", session=True)
+    browser.send("Log.enable", session=True)
+    browser.events.clear()
+    browser.open(page.as_uri(), width)
+    plots = browser.js("Array.from(document.querySelectorAll('figure.rdx')).map(f => f.dataset.metric)")
+    assert plots == ["msssim_db", "psnr", "ssimulacra2", "flip"]       # the run measured the perceptual metrics
+    shown = ("(s) => Array.from(document.querySelectorAll('.rdx g.curve[data-sub=\"' + s + '\"]'))"
+             ".map(g => getComputedStyle(g).display !== 'none')")
+    assert browser.js(f"({shown})('jpeg')") == [True] * 4 and browser.js(f"({shown})('webp')") == [True] * 4
+    browser.js("document.querySelector('.rdx-controls button.chip[data-sub=\"jpeg\"]').click()")
+    assert browser.js(f"({shown})('jpeg')") == [False] * 4 and browser.js(f"({shown})('webp')") == [True] * 4
+    assert browser.js("document.querySelector('button.fam[data-family=\"classical\"]').getAttribute('aria-pressed')") \
+        == "true"                                                          # webp is still shown
+    browser.js("document.querySelector('button.fam[data-family=\"classical\"]').click()")   # the family: all off
+    assert browser.js(f"({shown})('webp')") == [False] * 4
+    browser.js("document.querySelector('button.fam[data-family=\"classical\"]').click()")   # and on again
+    assert browser.js(f"({shown})('jpeg')") == [True] * 4 and browser.js(f"({shown})('webp')") == [True] * 4
+    # hover a chosen point with the mouse: its submission, image set, rate, value and operating point
+    dot = "document.querySelector('.rdx g.curve[data-sub=\"webp\"] circle.chosen')"
+    browser.js(f"{dot}.scrollIntoView({{block: 'center'}})")
+    x, y = browser.js(f"(r => [r.left + r.width / 2, r.top + r.height / 2])({dot}.getBoundingClientRect())")
+    browser.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y}, session=True)
+    tip = browser.js("Array.from(document.querySelectorAll('.rdx .tip')).filter(t => !t.hidden)"
+                     ".map(t => t.innerText).join('|')")
+    for part in ("webp", "image set imgs", " bpp · MS-SSIM dB ", "point chosen at 0.3 bpp (clic)"):
+        assert part in tip, (part, tip)
+    assert browser.js("document.documentElement.scrollWidth") <= width
+    assert not _errors(browser.events), _errors(browser.events)

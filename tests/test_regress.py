@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-import bench.regress as regress
+from bench import regress
 from bench.cli import main
 from bench.paths import SUBMISSIONS_DIR
 from bench.profiles import PROFILES, Profile
 from bench.regress import (
     BASELINE_SCHEMA,
     compare,
-    format_table,
     parse_thresholds,
     run_gate,
 )
+from bench.report.regress import format_table
 from bench.results import FORMAT_VERSION
 from tests.helpers.manifests import write_submission
 
@@ -181,7 +181,7 @@ def test_baseline_file_holds_rd_targets_hashes_and_environment(baseline):
 def test_unmodified_tree_passes_against_its_own_baseline(baseline):
     v = gate(baseline, report=True)
     sv = v.submissions[0]
-    assert v.passed and sv.status == "pass", format_table(v)
+    assert v.passed and sv.status == "pass", format_table(v.to_json())
     assert all(c.delta in ("same", 0.0, None) or c.check.startswith("wall") for c in sv.checks if c.result != "n/a")
     html = Path(v.report).read_text()
     assert "Regression gate (tiny-test profile)" in html and 'alt="RD curves of jpeg' in html
@@ -198,7 +198,7 @@ def test_planted_decoder_perturbation_fails_naming_the_submission(baseline, tmp_
     assert checks["BD-rate MS-SSIM"] == "FAIL" and checks["BD-rate PSNR"] == "FAIL"
     assert checks["clic@0.3 psnr"] == "FAIL"
     assert checks["clic@0.3 bitstreams"] == "ok"            # the bytes did not change
-    table = format_table(v)
+    table = format_table(v.to_json())
     assert "FAILED: jpeg" in table and "BD-rate PSNR" in table
 
 
@@ -220,7 +220,7 @@ def test_planted_quality_knob_offset_fails_at_the_clic_target(baseline, tmp_path
     assert not v.passed and v.failed == ["jpeg"]
     checks = results(v.submissions[0])
     assert checks["clic@0.3 msssim"] == "FAIL"
-    assert "FAILED: jpeg" in format_table(v)
+    assert "FAILED: jpeg" in format_table(v.to_json())
 
 
 def test_missing_baseline_fails_through_the_cli_with_the_command(baseline, monkeypatch, capsys):

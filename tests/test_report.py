@@ -214,9 +214,10 @@ def test_tables_compact_sortable_with_drill_downs(report):
     assert "kodim01" in page and "kodim02" in page
     head = re.search(r'<section id="target-0-15">.*?</thead>', page, re.S).group(0)
     shown = re.findall(r'<th(?![^>]*class="[^"]*\bx\b)[^>]*data-sort[^>]*>([^<]*)</th>', head)
-    assert shown == ["#", "Submission", "MS-SSIM", "MS-SSIM dB", "PSNR dB", "bpp", "Bytes / budget", "Decode s",
-                     "Decoder", "Device"]
-    assert "More columns (4)" in head                       # encode time, params, decoder MACs, rate overhead
+    assert shown == ["#", "Submission", "MS-SSIM", "MS-SSIM dB", "PSNR dB", "bpp", "vs. next", "Bytes / budget",
+                     "Decode s", "Decoder", "Device"]
+    # encode time, SSIMULACRA 2, FLIP (offered even before any row has them), params, decoder MACs, rate overhead
+    assert "More columns (8)" in head
     assert "nan" not in re.sub(r"data:image/png;base64,[^\"]*", "", page).lower().replace("nano", "")
 
 
@@ -300,7 +301,8 @@ def test_a_row_that_leaves_its_budget_unused_is_marked_with_its_note(tmp_path):
     """bench/budget_note.py marks such rows at run time; the page shows the mark and the note."""
     ds = _make_dataset(tmp_path)
     rows = pd.read_csv(ds / "runs" / "jpeg" / "rows.csv")
-    note = "top operating point reached on 2 of 2 images: the codec's range ends below the target (69.0% of the budget used)"
+    note = ("top operating point reached on 2 of 2 images: the codec's range ends below the target "
+            "(69.0% of the budget used)")
     limited = rows["target_bpp"] == 0.3
     rows.loc[limited, "note"] = note
     rows["budget_limited"] = limited
@@ -318,3 +320,163 @@ def test_the_bd_anchor_is_chosen_on_the_command_line(report, capsys):
     ds, _ = report
     assert main(["report", "--dataset", ds.name, "--reports", str(ds.parent), "--bd-anchor", "jpg"]) == 2
     assert "did you mean 'jpeg'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- confidence, perceptual, explore
+IMAGES = [f"img{i}" for i in range(8)]
+PX = 96 * 64
+
+
+def _run_from_images(ds: Path, name: str, values: dict[float, list[tuple[int, float, float]]],
+                     perceptual: bool = False, learned: bool = False) -> None:
+    """A run whose rows are the CLIC aggregates of its per-image values: target → per image
+    (bytes, psnr, msssim); ``perceptual`` adds SSIMULACRA 2 and FLIP per image and per row."""
+    run = ds / "runs" / name
+    run.mkdir(parents=True)
+    json.dump({"format_version": 1, "submission": name, "date": "2025-11-21T10:00:00+00:00",
+               "settings": {"targets": sorted(values)}}, (run / "run.json").open("w"))
+    rows, per_image, rd = [], [], []
+    for t, vals in sorted(values.items()):
+        total = sum(b for b, _, _ in vals)
+        mse = sum(255 ** 2 / 10 ** (p / 10) for _, p, _ in vals) / len(vals)
+        ms = sum(m for _, _, m in vals) / len(vals)
+        row = {"submission": name, "dataset": ds.name, "target_bpp": t, "mode": "clic", "status": "ok",
+               "images": len(vals), "bytes": total, "budget_bytes": math.floor(t * PX * len(vals) / 8),
+               "bpp": total * 8 / (PX * len(vals)), "psnr": 10 * math.log10(255 ** 2 / mse), "msssim": ms,
+               "msssim_db": _db(ms), "device": "cpu (1 threads)"}
+        if learned:
+            row["params"] = 1000
+        for i, (b, p, m) in enumerate(vals):
+            line = {"submission": name, "dataset": ds.name, "target_bpp": t, "mode": "clic", "image_id": IMAGES[i],
+                    "point": f"q{i % 3}", "bytes": b, "bpp": b * 8 / PX, "psnr": p, "msssim": m, "msssim_db": _db(m)}
+            if perceptual:
+                line |= {"ssimulacra2": 40 + 100 * (m - 0.8), "flip": 0.3 - m / 4}
+            per_image.append(line)
+        if perceptual:
+            row |= {"ssimulacra2": 40 + 100 * (ms - 0.8), "flip": 0.3 - ms / 4}
+        rows.append(row)
+        rd.append({"submission": name, "point": f"p{t}", "images": len(vals), "bytes": total, "bpp": row["bpp"],
+                   "psnr": row["psnr"], "msssim": ms, "msssim_db": _db(ms)})
+    for f, data in (("rows.csv", rows), ("per_image.csv", per_image), ("rd.csv", rd)):
+        _write_csv(run / f, data)
+
+
+def _images_dataset(root: Path) -> Path:
+    """Three runs on 8 images: 'good' beats 'fair' on every image, 'fair' and 'twin' differ by noise."""
+    rng = __import__("numpy").random.default_rng(5)
+    ds = root / "imgset"
+    base = {t: [(int(700 * t * 10 + 40 * i), 24 + 3 * t * 10 + i / 2, 0.85 + 0.1 * t + 0.01 * i) for i in range(8)]
+            for t in (0.15, 0.3)}
+    good = {t: [(b, p + 0.8, m + 0.01) for b, p, m in v] for t, v in base.items()}
+    twin = {t: [(b, p + rng.normal(0, 0.2), m + rng.normal(0, 0.002)) for b, p, m in v] for t, v in base.items()}
+    _run_from_images(ds, "fair", base)
+    _run_from_images(ds, "good", good, perceptual=True, learned=True)
+    _run_from_images(ds, "twin", twin)
+    return ds
+
+
+def test_confidence_columns_come_from_per_image_results(tmp_path):
+    from bench.report.confidence import interval, row_images, set_values
+
+    ds = _images_dataset(tmp_path)
+    paths = build_report(ds, reference_dir=None)
+    board = pd.read_csv(paths["leaderboard_csv"])
+    for col in ("msssim_ci_lo", "msssim_ci_hi", "psnr_ci_lo", "psnr_ci_hi", "next", "next_wins", "next_images",
+                "next_significant", "ssimulacra2", "flip"):
+        assert col in board.columns, col
+    for _, r in board.iterrows():
+        assert r["msssim_ci_lo"] <= r["msssim"] <= r["msssim_ci_hi"] and r["psnr_ci_lo"] <= r["psnr"] <= r["psnr_ci_hi"]
+    top = board[(board["target_bpp"] == 0.15)].reset_index(drop=True)
+    assert list(top["submission"][:1]) == ["good"]
+    assert top.loc[0, "next_wins"] == 8 and top.loc[0, "next_images"] == 8 and bool(top.loc[0, "next_significant"])
+    assert pd.isna(top.loc[2, "next"])                                 # the last row has no next
+    fair_twin = top.loc[1]
+    assert {fair_twin["submission"], fair_twin["next"]} == {"fair", "twin"} and not fair_twin["next_significant"]
+    # the set values the bootstrap resamples are the leaderboard's own: pixel-weighted MS-SSIM, pooled PSNR
+    runs, _ = load_runs(ds)
+    good = next(r for r in runs if r.name == "good")
+    ri = row_images(good.per_image[good.per_image["target_bpp"] == 0.15])
+    row = good.rows[good.rows["target_bpp"] == 0.15].iloc[0]
+    assert set_values(ri, "msssim") == pytest.approx(row["msssim"])
+    assert set_values(ri, "psnr") == pytest.approx(row["psnr"])
+    assert interval(ri, "msssim") == interval(ri, "msssim")               # seeded: the same page every time
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "8 / 8" in page and "good better than fair (the next row) on 8 of 8 images" in page
+    assert "not a re-run of rate control" in page and "±0." in page
+
+
+def test_paired_comparison_and_win_count():
+    import numpy as np
+
+    from bench.report.confidence import RowImages, compare
+
+    n = 24
+    ids = tuple(f"i{k}" for k in range(n))
+    rng = np.random.default_rng(0)
+    ms = rng.uniform(0.85, 0.97, n)
+
+    def row(m):
+        return RowImages(ids, np.full(n, 1000.0), np.full(n, 0.15), np.asarray(m, float), np.full(n, 20.0))
+
+    ahead = rng.uniform(size=n) < 0.8
+    better = compare(row(ms + 0.002 * ahead), row(ms))
+    assert better.wins == ahead.sum() and better.losses == 0 and better.significant
+    assert better.sentence("A", "B").startswith(f"A better than B on {better.wins} of 24 images")
+    noise = compare(row(ms + rng.normal(0, 0.003, n)), row(ms))
+    assert not noise.significant and noise.lo < 0 < noise.hi
+    assert compare(row(ms), row(ms).take(ids[:1])) is None               # one shared image: nothing to say
+
+
+def test_bd_rate_interval_at_the_chosen_points(tmp_path):
+    import numpy as np
+
+    from bench.rd import bd_rate
+    from bench.report.confidence import bd_rates
+    from bench.report.leaderboard import bd_summary
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):                 # the vectorised BD-rate is bjontegaard's pchip BD-rate
+        n1, n2 = rng.integers(2, 6, 2)
+        b, qb = np.sort(rng.uniform(0.05, 1, n1)), np.sort(rng.uniform(5, 15, n1))
+        c, qc = np.sort(rng.uniform(0.05, 1, n2)), np.sort(rng.uniform(5, 15, n2))
+        ref, ours = bd_rate(list(zip(b, qb)), list(zip(c, qc))), bd_rates(b[None], qb[None], c[None], qc[None])[0]
+        assert (math.isnan(ref) and math.isnan(ours)) or ours == pytest.approx(ref, abs=1e-9)
+    ds = _images_dataset(tmp_path)
+    runs, _ = load_runs(ds)
+    rows = {r["submission"]: r for r in bd_summary(runs, "fair")}
+    good = rows["good"]
+    assert good["msssim_db_chosen_bd"] < 0 and good["msssim_db_chosen_lo"] <= good["msssim_db_chosen_bd"] \
+        <= good["msssim_db_chosen_hi"] and good["chosen_images"] == 8
+    assert rows["fair"]["msssim_db_chosen_bd"] == pytest.approx(0.0, abs=1e-9)
+    page = build_report(ds, reference_dir=None)["html"].read_text(encoding="utf-8")
+    assert "at the chosen points, 95 % interval" in page and re.search(r"[−-]\d+\.\d % \[", page.replace("−", "-"))
+
+
+def test_perceptual_columns_and_not_measured(tmp_path):
+    ds = _images_dataset(tmp_path)
+    paths = build_report(ds, reference_dir=None)
+    per = pd.read_csv(paths["per_image_csv"])
+    assert {"ssimulacra2", "flip"} <= set(per.columns) and per.loc[per["submission"] == "good", "flip"].notna().all()
+    page = paths["html"].read_text(encoding="utf-8")
+    table = page[page.index('<section id="target-0-15">'):page.index('<section id="target-0-3">')]
+    assert "SSIMULACRA 2" in table and "FLIP" in table and table.count("not measured") == 4   # fair, twin × 2 metrics
+    assert '<th class="num">SSIMULACRA 2</th>' in table or "SSIMULACRA 2</th>" in table     # in the drill-down too
+
+
+def test_interactive_plots_are_inline_svg_with_controls(tmp_path):
+    ds = _images_dataset(tmp_path)
+    page = build_report(ds, reference_dir=None)["html"].read_text(encoding="utf-8")
+    assert page.count("<svg ") == 4                                      # MS-SSIM dB, PSNR, SSIMULACRA 2, FLIP
+    assert page.count('<g class="curve" data-sub="good" data-family="learned"') == 4
+    assert page.count('data-sub="fair" data-family="classical"') == 2 + 1   # no perceptual values: two plots, a button
+    assert 'button type="button" class="fam" data-family="learned"' in page
+    circle = re.search(r'<circle class="chosen"[^>]*data-s="good"[^>]*>', page).group(0)
+    for attr in ('data-d="imgset"', "data-b=", "data-v=", 'data-p="chosen at 0.15 bpp (clic); per image: q0 ×3'):
+        assert attr in circle, attr
+    assert re.findall(r"<script[^>]*>", page) == ["<script>"] and "<link" not in page
+
+
+def test_old_runs_say_not_measured_in_the_plot_caption(report):
+    _, paths = report
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "Not measured for these rows yet: SSIMULACRA 2, FLIP." in page and page.count("<svg ") == 2

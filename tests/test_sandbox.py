@@ -123,12 +123,13 @@ def test_a_planted_cheat_works_without_the_sandbox_and_fails_in_it(tmp_path, ima
 
 
 def _files(run_dir: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(run_dir / "cache").parts[1:]): p.read_bytes() for p in (run_dir / "cache").rglob("*.bin")}
+    return {str(p.relative_to(run_dir / "cache").parts[1:]): p.read_bytes()
+            for p in (run_dir / "cache").rglob("*.bin")}
 
 
 def _comparable(rows: list[dict]) -> list[dict]:
-    skip = {"sandbox", "date", "enc_s", "dec_s", "bitstreams", "file", "commit", "enc_net_s", "enc_coder_s", "dec_net_s",
-            "dec_coder_s"}
+    skip = {"sandbox", "date", "enc_s", "dec_s", "bitstreams", "file", "commit", "enc_net_s", "enc_coder_s",
+            "dec_net_s", "dec_coder_s"}
     return [{k: v for k, v in r.items() if k not in skip} for r in rows]
 
 
@@ -142,6 +143,7 @@ def test_an_honest_codec_gives_the_same_files_and_rows_with_and_without_the_sand
         assert {r["sandbox"] for r in read_csv(res.run_dir / "rows.csv")} == {"bwrap" if sandboxed else "off"}
     boxed, open_ = (_files(runs[s].run_dir) for s in (True, False))
     assert boxed and boxed == open_
-    assert _comparable(read_csv(runs[True].run_dir / "rows.csv")) == _comparable(read_csv(runs[False].run_dir / "rows.csv"))
+    assert _comparable(read_csv(runs[True].run_dir / "rows.csv")) == \
+        _comparable(read_csv(runs[False].run_dir / "rows.csv"))
     assert _comparable(read_csv(runs[True].run_dir / "per_image.csv")) == \
         _comparable(read_csv(runs[False].run_dir / "per_image.csv"))

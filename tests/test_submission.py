@@ -65,8 +65,10 @@ def test_unknown_codec_entry_points(tmp_path):
 
 
 def test_local_codec_module_in_submission_folder(tmp_path):
-    path = write(tmp_path, "mine", GOOD.replace("{name}", "mine").replace("bench.codecs.classical:WebPCodec", "codec:Mine"))
-    (path.parent / "codec.py").write_text("from bench.codecs.classical import NullCodec\nclass Mine(NullCodec):\n    pass\n")
+    path = write(tmp_path, "mine",
+                 GOOD.replace("{name}", "mine").replace("bench.codecs.classical:WebPCodec", "codec:Mine"))
+    (path.parent / "codec.py").write_text("from bench.codecs.classical import NullCodec\n"
+                                          "class Mine(NullCodec):\n    pass\n")
     assert load_manifest(path).codec_class().__name__ == "Mine"
 
 

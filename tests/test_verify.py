@@ -14,7 +14,8 @@ def test_verify_decodes_bit_identically_in_a_fresh_process(jpeg_run):
 
     res, folder, tmp_path = jpeg_run
     dataset_dir = res.run_dir.parent.parent
-    cmd = [sys.executable, "-m", "bench", "verify", "--dataset", f"folder:{folder}", "--reports", str(tmp_path / "reports")]
+    cmd = [sys.executable, "-m", "bench", "verify", "--dataset", f"folder:{folder}", "--reports",
+           str(tmp_path / "reports")]
     out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     rows = read_csv(dataset_dir / "verify.csv")

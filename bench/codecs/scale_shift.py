@@ -17,8 +17,8 @@ k = 0, compressai's own mapping bit for bit; models whose ``compress`` does not 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from compressai.entropy_models import GaussianConditional

@@ -20,15 +20,23 @@ are placed at the end of the page in order.
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
+from bench.atomic import atomic_write_text
 from bench.paths import REFERENCE_DIR
 from bench.registry import Registry
 
-from .leaderboard import (Run, Skipped, bd_summary, default_anchor, leaderboard_table, load_runs, per_image_table,
-                          write_csv_atomic)
+from .leaderboard import (
+    Run,
+    Skipped,
+    bd_summary,
+    default_anchor,
+    leaderboard_table,
+    load_runs,
+    per_image_table,
+    write_csv_atomic,
+)
 
 log = logging.getLogger(__name__)
 _DEFAULT = object()
@@ -82,11 +90,7 @@ def build_report(dataset_dir: Path, extra_sections: Iterable[tuple[str, str]] = 
     page = render_page(dataset_dir.name, runs, [s for s in skipped if s.name not in named], board, out,
                        extra_sections=studies + list(extra_sections), notes=notes, per_image=per_image,
                        bd=(anchor, xlim[1], bd_summary(runs, anchor, xlim[1])) if anchor else None)
-    html_path = dataset_dir / "leaderboard.html"
-    tmp = html_path.with_name(f".{html_path.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(html_path)
-    out["html"] = html_path
+    out["html"] = atomic_write_text(dataset_dir / "leaderboard.html", page)
     return out
 
 

@@ -13,10 +13,10 @@ import html
 import math
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterable
 
 import jinja2
 import pandas as pd
@@ -24,7 +24,8 @@ from markupsafe import Markup
 
 from bench.results import column_value
 
-from .leaderboard import ROW_COLUMNS, Run, Skipped, is_num, rule_order, rules
+from .leaderboard import CONFIDENCE_COLUMNS, ROW_COLUMNS, Run, Skipped, is_learned, is_num, rule_order, rules
+from .plots import SVG_METRICS, fitted_xlim, interactive_rd, plot_controls
 
 TEMPLATES = Path(__file__).with_name("templates")
 DASH = "—"
@@ -117,7 +118,7 @@ def short_date(s) -> str:
     except ValueError:
         return s
     if d.tzinfo is not None:
-        d = d.astimezone(timezone.utc)
+        d = d.astimezone(UTC)
         return d.strftime("%Y-%m-%d %H:%M UTC")
     return d.strftime("%Y-%m-%d %H:%M")
 
@@ -286,12 +287,29 @@ BYTES = Column("bytes", "Bytes / budget", str, title="sum of whole-file sizes vs
 DEC_S = Column("dec_s", "Decode s", seconds, "min", title="decode wall time over the set, seconds")
 DECODER = Column("decoder_bytes", "Decoder", human_bytes, "min", title="decoder (program + weights) size")
 DEVICE = Column("device", "Device", text_or_dash, numeric=False, title="where the row was coded and timed")
+SANDBOX = Column("sandbox", "Sandbox", text_or_dash, numeric=False, extra=True,
+                 title="bwrap: the codec ran sandboxed (docs/sandbox.md); off: --no-sandbox; — : coded before it")
+CODE = Column("code", "Code", str, numeric=False, extra=True,
+              title="the commit that coded the row (+dirty: with uncommitted changes, listed in its run.json) and "
+                    "the commit whose re-coding reproduced its files bit-exactly")
 ENC_S = Column("enc_s", "Encode s", seconds, "min", extra=True, title="encode wall time over the set, seconds")
+NEXT = Column("next", "vs. next", str, numeric=False,
+              title="against the next feasible row of this table: on how many images this row's MS-SSIM is higher, "
+                    "and whether the set-level difference is significant (95 % paired bootstrap over the same images)")
+# The perceptual metrics (bench/perceptual.py): always offered behind "more columns", "not measured"
+# for rows written before them.
+PERCEPTUAL = [Column("ssimulacra2", "SSIMULACRA 2", fixed(2), "max", extra=True,
+                     title="SSIMULACRA 2.1, pixel-weighted mean over the set (−∞..100; 90 visually lossless, "
+                           "70 high quality, 30 low)"),
+              Column("flip", "FLIP", fixed(4), "min", extra=True,
+                     title="mean LDR-FLIP error over every pixel of the set (0..1, lower is better; 67 px per degree)")]
+NOT_MEASURED = "not measured"
 # Row columns shown elsewhere (caption, tooltips, runs section) or not at all.
-NOT_EXTRA = set(ROW_COLUMNS) | {"decoder_bytes", "budget_limited"}
+NOT_EXTRA = set(ROW_COLUMNS) | {"decoder_bytes", "budget_limited"} | set(CONFIDENCE_COLUMNS)
 DRILL = [Column("image_id", "Image", numeric=False), Column("point", "Point", numeric=False, title="operating point"),
          Column("bpp", "bpp", fixed(4)), Column("msssim", "MS-SSIM", fixed(4)), Column("psnr", "PSNR dB", fixed(2)),
          Column("bytes", "Bytes", integer)]
+DRILL_PERCEPTUAL = [Column("ssimulacra2", "SSIMULACRA 2", fixed(2)), Column("flip", "FLIP", fixed(4))]
 MODE_TEXT = {
     "per-image": ("Per-image mode", "Every image at or below the target on its own, instead of one budget for the "
                   "set: a stricter rule, so these rows are ranked among themselves, not against the CLIC tables."),
@@ -339,16 +357,17 @@ def drill_tables(per_image: pd.DataFrame | None) -> dict[tuple[str, str, str, fl
     df = df.assign(submission=df["submission"].fillna(""), rule=rules(df))
     out: dict[tuple[str, str, str, float], str] = {}
     for _, g in df.groupby(["submission", "rule", "target_bpp"], sort=False):
+        cols = DRILL + [c for c in DRILL_PERCEPTUAL if _has_values(g, c.key)]
         rows = [Row([Cell(text_or_dash(r.get("image_id"))), Cell(text_or_dash(r.get("point")), "mono"),
-                     *(num_cell(c, r.get(c.key)) for c in DRILL[2:])]) for _, r in g.iterrows()]
+                     *(num_cell(c, r.get(c.key)) for c in cols[2:])]) for _, r in g.iterrows()]
         out[row_key(g.iloc[0])] = (f'<p class="drillcap">{len(g)} images: the operating point chosen for each '
-                                   "and its file's rate and quality.</p>" + table_html(DRILL, rows, cls="per-image"))
+                                   "and its file's rate and quality.</p>" + table_html(cols, rows, cls="per-image"))
     return out
 
 
 def _columns(grp: pd.DataFrame) -> list[Column]:
-    cols = [RANK, NAME, *QUALITY, BYTES, DEC_S] + ([DECODER] if _has_values(grp, "decoder_bytes") else [])
-    cols += [DEVICE, ENC_S]
+    cols = [RANK, NAME, *QUALITY, NEXT, BYTES, DEC_S] + ([DECODER] if _has_values(grp, "decoder_bytes") else [])
+    cols += [DEVICE, ENC_S, *PERCEPTUAL, SANDBOX, CODE]
     for c in grp.columns:
         if c not in NOT_EXTRA and not str(c).startswith("Unnamed") and _has_values(grp, c):
             numeric = pd.api.types.is_numeric_dtype(grp[c])
@@ -367,7 +386,34 @@ def _name_cell(r: pd.Series, feasible: bool, drill: bool) -> Cell:
     button = ('<button type="button" class="dd" aria-expanded="false" title="per-image results">'
               '<span aria-hidden="true">▸</span></button>') if drill else ""
     markup = f'{button}<span class="n">{html.escape(name).replace("_", "_<wbr>")}</span>'
+    trust = "; ".join(t for t in (_unsandboxed(r), _unreproduced(r)) if t)
+    sub = "; ".join(t for t in (sub, trust) if t)
     return Cell(name, "name", title=note if note != sub else "", sub=sub, sort=name, markup=markup)
+
+
+def _unsandboxed(r: pd.Series) -> str:
+    """Said under a row coded without the sandbox (bench/sandbox/): its decoder could see more than its file."""
+    return "coded without the sandbox (--no-sandbox)" if _text(r.get("sandbox")) == "off" else ""
+
+
+def _unreproduced(r: pd.Series) -> str:
+    """Said under a row whose code is not a commit: coded on a tree with changes and not re-coded
+    bit-exactly at a clean commit since (``bench verify --rerun --publish`` stamps ``reproduced``)."""
+    commit, again = _text(r.get("commit")), _text(r.get("reproduced"))
+    if "+dirty" not in commit or (again and "+dirty" not in again):
+        return ""
+    return f"coded at {commit.split('+')[0][:10]} with uncommitted changes (its run.json lists them)"
+
+
+def _code_cell(r: pd.Series) -> Cell:
+    """The commit that coded the row and the one whose re-coding reproduced its files."""
+    commit, again = _text(r.get("commit")), _text(r.get("reproduced"))
+    text = commit[:10] + ("+dirty" if "+dirty" in commit else "") if commit else DASH
+    title = f"coded at {commit}" if commit else ""
+    if again:
+        text += f" · re-coded {again.split()[0][:10]}"
+        title += f"; re-coded bit-exactly at {again}"
+    return Cell(text, "txt", title=title)
 
 
 def _budget_limited(r: pd.Series) -> bool:
@@ -382,6 +428,34 @@ def _bytes_cell(r: pd.Series) -> Cell:
     return Cell(f"{integer(used)} / {integer(budget)}", "num", title=title, sort=used)
 
 
+def _next_cell(r: pd.Series) -> Cell:
+    """This row against the next feasible one: '19 / 24' images better, 'significant' or not."""
+    wins, n = number(r.get("next_wins")), number(r.get("next_images"))
+    if wins is None or not n:
+        return Cell(DASH, "next")
+    sig = str(r.get("next_significant")).strip().lower() in ("true", "1", "1.0")
+    losses = number(r.get("next_losses")) or 0
+    diff, lo, hi = (number(r.get(k)) for k in ("next_msssim_diff", "next_diff_lo", "next_diff_hi"))
+    title = (f"{_text(r.get('submission'))} better than {_text(r.get('next'))} (the next row) on {int(wins)} of "
+             f"{int(n)} images, worse on {int(losses)}")
+    if diff is not None and lo is not None and hi is not None:
+        title += (f"; MS-SSIM {diff:+.4f}, 95 % paired bootstrap interval [{lo:+.4f}, {hi:+.4f}]: "
+                  f"{'significant' if sig else 'not significant'}")
+    return Cell(f"{int(wins)} / {int(n)}", "next sig" if sig else "next ns", title=title,
+                sub="significant" if sig else "not significant", sort=wins / n)
+
+
+def _ci_sub(c: Column, r: pd.Series, primary_budget: bool) -> tuple[str, str]:
+    """(±half width, title) of a value's 95 % bootstrap interval over images; empty without one."""
+    lo, hi = number(r.get(f"{c.key}_ci_lo")), number(r.get(f"{c.key}_ci_hi"))
+    if lo is None or hi is None:
+        return "", ""
+    title = f"95 % bootstrap interval over the images: {c.fmt(lo)} to {c.fmt(hi)}"
+    if primary_budget:
+        title += " (the chosen points held fixed: under the budget rule, not a re-run of rate control)"
+    return "±" + c.fmt((hi - lo) / 2), title
+
+
 def _cell(c: Column, r: pd.Series, feasible: bool, rank: int, best: str | None, drill: bool) -> Cell:
     if c.key == "rank":
         return Cell(str(rank) if feasible else DASH, "num rank", sort=rank if feasible else None)
@@ -389,6 +463,13 @@ def _cell(c: Column, r: pd.Series, feasible: bool, rank: int, best: str | None, 
         return _name_cell(r, feasible, drill)
     if c.key == "bytes":
         return _bytes_cell(r)
+    if c.key == "next":
+        return _next_cell(r) if feasible else Cell(DASH, "next")
+    if c.key == "code":
+        return _code_cell(r)
+    if c.key in ("ssimulacra2", "flip") and feasible and number(r.get(c.key)) is None:
+        return Cell(NOT_MEASURED, "num nm", title="this row was written before the perceptual metrics: re-code "
+                                                  "its chosen points to measure them")
     if not c.numeric:
         return Cell(c.fmt(r.get(c.key)), c.key.replace("_", "-"))
     title = ""
@@ -397,7 +478,11 @@ def _cell(c: Column, r: pd.Series, feasible: bool, rank: int, best: str | None, 
         title = f"plain mean over images: {c.fmt(r.get(mean_key))}"
     if c.key == "decoder_bytes" and number(r.get(c.key)) is not None:
         title = f"{integer(r.get(c.key))} bytes"
-    return num_cell(c, r.get(c.key), best if feasible else None, title)
+    cell = num_cell(c, r.get(c.key), best if feasible else None, title)
+    if c.key in ("msssim", "psnr") and feasible:
+        cell.sub, ci_title = _ci_sub(c, r, _text(r.get("mode")) != "per-image")
+        cell.title = "; ".join(t for t in (cell.title, ci_title) if t)
+    return cell
 
 
 def _caption(grp: pd.DataFrame, ok: pd.Series) -> list[str]:
@@ -474,6 +559,12 @@ BD = [Column("submission", "Submission", str, numeric=False),
       Column("psnr_bd", "BD-rate, PSNR", percent, title="negative: fewer bits than the anchor for the same PSNR"),
       Column("psnr_overlap", "overlap", share,
              title="overlap of the two curves' quality ranges, share of their joint range"),
+      Column("msssim_db_chosen_bd", "at the chosen points, 95 % interval", str, numeric=True,
+             title="BD-rate (MS-SSIM dB) between the two runs' points chosen at the targets (CLIC mode), with its "
+                   "95 % bootstrap interval over the images: how much the number owes to which images are in the set"),
+      Column("psnr_chosen_bd", "PSNR, chosen points", str, numeric=True, extra=True,
+             title="BD-rate (PSNR) between the points chosen at the targets, with its 95 % bootstrap interval "
+                   "over the images"),
       Column("points", "RD points", integer, title="points of the run's rd.csv curve used (the plots' range)"),
       Column("estimated", "estimated", integer, title="of those points, how many have bytes the codec estimated "
              "(a --probe estimate sweep codes only the chosen points); 0: every byte from a file")]
@@ -486,6 +577,8 @@ def _bd_cell(c: Column, row: dict, anchor: str) -> Cell:
                     markup=html.escape(row["submission"]).replace("_", "_<wbr>"))
     if c.key.endswith("_bd") and row["submission"] == anchor:
         return Cell("anchor", "num", sort=0.0)
+    if c.key.endswith("_chosen_bd"):
+        return _chosen_bd_cell(c.key[: -len("_chosen_bd")], row)
     share = number(row.get(c.key.replace("_bd", "_overlap"))) if c.key.endswith("_bd") else None
     if share is not None and share < NO_OVERLAP:
         return Cell(DASH, "num", title=f"the curves overlap on {share:.0%} of their joint quality range: too little")
@@ -494,6 +587,18 @@ def _bd_cell(c: Column, row: dict, anchor: str) -> Cell:
         cell.cls += " low"
         cell.title = f"the curves overlap on {share:.0%} of their joint quality range: indicative only"
     return cell
+
+
+def _chosen_bd_cell(metric: str, row: dict) -> Cell:
+    """'−12.3 % [−15.1, −9.8]': the BD-rate at the chosen points and its interval over images."""
+    v, lo, hi = (number(row.get(f"{metric}_chosen_{k}")) for k in ("bd", "lo", "hi"))
+    if v is None:
+        return Cell(DASH, "num", title="fewer than two feasible targets in CLIC mode, no per-image results, or "
+                                       "no overlap")
+    text = f"{v:+.1f} %" + (f" [{lo:+.1f}, {hi:+.1f}]" if lo is not None and hi is not None else "")
+    n = number(row.get("chosen_images"))
+    return Cell(text, "num", sort=v,
+                title=f"bootstrap over {int(n) if n else '?'} images, the chosen points held fixed")
 
 
 def bd_html(rows: list[dict], anchor: str) -> str:
@@ -621,13 +726,21 @@ def render_page(dataset: str, runs: list[Run], skipped: list[Skipped], board: pd
     are linked, plots embedded); ``bd``: (anchor, the curves' rate limit, the rows of
     :func:`bench.report.leaderboard.bd_summary`)."""
     dates = [d for d in (run.meta.get("date") for run in runs) if isinstance(d, str) and d]
+    learned = {r.name: is_learned(r) for r in runs}
+    targets = sorted({float(t) for r in runs for t in r.rows["target_bpp"].dropna()})
+    xlim = fitted_xlim(runs, targets)
+    explore = [{"metric": m, "title": SVG_METRICS[m][0], "svg": Markup(svg)} for m in SVG_METRICS
+               if (svg := interactive_rd(runs, m, dataset, xlim, learned, targets))]
     return _env().get_template("leaderboard.html.j2").render(
         dataset=dataset,
         latest=short_date(max(dates)) if dates else DASH,
-        built=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        built=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         headline=headline(board),
         modes=mode_sections(build_tables(board, per_image)),
         plots=_plots(files),
+        explore=explore,
+        explore_controls=Markup(plot_controls(runs, learned)) if explore else "",
+        unmeasured=[SVG_METRICS[m][1] for m in ("ssimulacra2", "flip") if m not in {e["metric"] for e in explore}],
         bd={"anchor": bd[0], "max_bpp": f"{bd[1]:.2g}", "html": Markup(bd_html(bd[2], bd[0]))} if bd and bd[2]
         else None,
         downloads=[(Path(files[k]).name, what) for k, what in DOWNLOADS if k in files],

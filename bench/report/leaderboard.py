@@ -10,17 +10,20 @@ costs that part (noted on the run). Columns this module does not know (learned c
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from bench.atomic import atomic_write
 from bench.results import LATER_COLUMNS, PER_IMAGE_COLUMNS, ROW_COLUMNS
+
+from .confidence import RowImages, bd_interval, compare, interval, row_images
 
 log = logging.getLogger(__name__)
 
@@ -196,25 +199,37 @@ def sort_leaderboard(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[order].reset_index(drop=True)
 
 
+# Columns every leaderboard.csv / per_image.csv has, empty for rows written before them.
+ALWAYS = ("ssimulacra2", "flip")
+
+
+def _always(df: pd.DataFrame, known: list[str]) -> pd.DataFrame:
+    """``df`` with :data:`ALWAYS` present (empty where no row has them), in ``known``'s order."""
+    if df.empty:
+        return df
+    for c in ALWAYS:
+        if c not in df.columns:
+            df[c] = np.nan
+    return df[_ordered_columns([df], known)]
+
+
 def leaderboard_table(runs: list[Run]) -> pd.DataFrame:
-    return sort_leaderboard(concat([r.rows for r in runs], ROW_COLUMNS))
+    """Every run's rows in leaderboard order, with their confidence columns (:func:`add_confidence`)."""
+    return add_confidence(_always(sort_leaderboard(concat([r.rows for r in runs], ROW_COLUMNS)), ROW_COLUMNS), runs)
 
 
 def per_image_table(runs: list[Run]) -> pd.DataFrame:
     df = concat([r.per_image for r in runs], PER_IMAGE_COLUMNS)
     if df.empty:
         return df
+    df = _always(df, PER_IMAGE_COLUMNS)
     keys = [c for c in ("target_bpp", "submission", "image_id") if c in df.columns]
     return df.sort_values(keys, kind="mergesort", na_position="last").reset_index(drop=True)
 
 
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> Path:
     """``df`` to ``path`` through a temporary file and a rename (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_csv(tmp, index=False, lineterminator="\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, lineterminator="\n"))
 
 
 def is_num(x) -> bool:
@@ -303,10 +318,79 @@ def bd_summary(runs: list[Run], anchor: str, max_bpp: float | None = None,
     records = {r.name: _up_to(r.rd.to_dict("records"), max_bpp) for r in runs if r.rd is not None}
     if anchor not in records:
         return []
+    chosen = _chosen_curves(runs)
     out = []
     for name, rd in records.items():
         row: dict = {"submission": name, "points": len(rd), "estimated": estimated_points(pd.DataFrame(rd))}
         for m in metrics:
             row[f"{m}_bd"], row[f"{m}_overlap"] = _bd(usable_curve(records[anchor], m), usable_curve(rd, m))
+            # the same at the rows' chosen points, with a 95 % bootstrap interval over images
+            (row[f"{m}_chosen_bd"], row[f"{m}_chosen_lo"], row[f"{m}_chosen_hi"],
+             row["chosen_images"]) = bd_interval(chosen.get(anchor, {}), chosen.get(name, {}), m)
         out.append(row)
     return out
+
+
+# ----------------------------------------------------------------------------- confidence
+# What the report adds to leaderboard.csv from per_image.csv (bench/report/confidence.py): 95 %
+# bootstrap intervals of the set values over images, and each feasible row against the next
+# feasible row of its table (MS-SSIM, paired over the same images).
+CONFIDENCE_COLUMNS = ["msssim_ci_lo", "msssim_ci_hi", "psnr_ci_lo", "psnr_ci_hi", "next", "next_wins",
+                      "next_losses", "next_images", "next_msssim_diff", "next_diff_lo", "next_diff_hi",
+                      "next_significant"]
+
+
+def _row_images(runs: list[Run]) -> dict[tuple[str, str, float], RowImages]:
+    """Per-image values of every row, by (submission, rule, target)."""
+    out: dict[tuple[str, str, float], RowImages] = {}
+    for run in runs:
+        df = run.per_image
+        if df is None or df.empty or "target_bpp" not in df.columns:
+            continue
+        df = df.assign(_rule=rules(df), _t=pd.to_numeric(df["target_bpp"], errors="coerce").round(6))
+        for (rule, target), grp in df.groupby(["_rule", "_t"], sort=False):
+            r = row_images(grp)
+            if r is not None:
+                out[(run.name, str(rule), float(target))] = r
+    return out
+
+
+def _chosen_curves(runs: list[Run]) -> dict[str, dict[float, RowImages]]:
+    """Each run's feasible rows of the primary rule (CLIC mode, MS-SSIM), by target: the points a
+    BD-rate interval resamples."""
+    out: dict[str, dict[float, RowImages]] = {}
+    for (name, rule, target), r in _row_images(runs).items():
+        if rule == PRIMARY_MODE:
+            out.setdefault(name, {})[target] = r
+    ok = {(r.name, float(round(t, 6))) for r in runs for t, st, rule in
+          zip(r.rows["target_bpp"], r.rows["status"], rules(r.rows)) if st == "ok" and rule == PRIMARY_MODE}
+    return {n: {t: v for t, v in c.items() if (n, t) in ok} for n, c in out.items()}
+
+
+def add_confidence(board: pd.DataFrame, runs: list[Run]) -> pd.DataFrame:
+    """``board`` (in leaderboard order) with :data:`CONFIDENCE_COLUMNS`: empty where a row has no
+    per-image results (older runs, infeasible rows) or no feasible row after it."""
+    if board.empty:
+        return board
+    images = _row_images(runs)
+    board = board.copy()
+    for col in CONFIDENCE_COLUMNS:
+        board[col] = pd.Series([None] * len(board), index=board.index, dtype=object)
+    rule = rules(board)
+    target = pd.to_numeric(board["target_bpp"], errors="coerce").round(6)
+    for _, grp in board.groupby([rule, target], sort=False):
+        feasible = [i for i in grp.index if str(board.at[i, "status"]) == "ok"]
+        key = {i: (str(board.at[i, "submission"]), str(rule[i]), float(target[i])) for i in feasible}
+        for i in feasible:
+            r = images.get(key[i])
+            if r is not None:
+                for m in ("msssim", "psnr"):
+                    board.at[i, f"{m}_ci_lo"], board.at[i, f"{m}_ci_hi"] = interval(r, m)
+        for upper, lower in itertools.pairwise(feasible):
+            a, b = images.get(key[upper]), images.get(key[lower])
+            c = compare(a, b, "msssim") if a is not None and b is not None else None
+            if c is not None:
+                board.loc[upper, ["next", "next_wins", "next_losses", "next_images", "next_msssim_diff",
+                                  "next_diff_lo", "next_diff_hi", "next_significant"]] = \
+                    [key[lower][0], c.wins, c.losses, c.images, c.diff, c.lo, c.hi, c.significant]
+    return board

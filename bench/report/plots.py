@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+
+from bench.atomic import atomic_write
 
 from .leaderboard import Run, estimated_points, msssim_to_db, rule_order, rules
 
@@ -245,12 +247,9 @@ def _save_png(fig: Figure, out: Path) -> Path:
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight", facecolor="white")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.png")
     with Image.open(buf) as im:
-        im.convert("RGB").quantize(colors=128, method=Image.Quantize.FASTOCTREE).save(tmp, format="PNG", optimize=True)
-    tmp.replace(out)
-    return out
+        small = im.convert("RGB").quantize(colors=128, method=Image.Quantize.FASTOCTREE)
+    return atomic_write(out, lambda tmp: small.save(tmp, format="PNG", optimize=True))
 
 
 def plot_rd(runs: list[Run], metric: str, out: Path, dataset: str, references: list[RefCurve] = (),
@@ -275,5 +274,191 @@ def plot_rd(runs: list[Run], metric: str, out: Path, dataset: str, references: l
     return _save_png(fig, out)
 
 
-__all__ = ["REFERENCE_CURVES", "RefCurve", "Series", "draw_rd", "fitted_xlim", "frame_xmax", "load_references",
-           "plot_rd", "submission_styles"]
+# ----------------------------------------------------------------------------- interactive SVG
+# One self-contained SVG per metric for the page: every submission's curve and chosen points,
+# drawn here (no plotting library at view time); the page's script shows and hides submissions
+# and families and shows a point's details on hover (templates/leaderboard.html.j2).
+SVG_METRICS = {
+    "msssim_db": ("MS-SSIM (dB)", "MS-SSIM dB", "{:.2f} dB"),
+    "psnr": ("PSNR (dB)", "PSNR", "{:.2f} dB"),
+    "ssimulacra2": ("SSIMULACRA 2", "SSIMULACRA 2", "{:.2f}"),
+    "flip": ("FLIP error (lower is better)", "FLIP", "{:.4f}"),
+}
+_W, _H = 600, 390
+_PAD = (58, 14, 18, 46)       # left, right, top, bottom
+
+
+def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return []
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    first = math.ceil(lo / step) * step
+    return [round(first + i * step, 10) for i in range(int((hi - first) / step) + 1)]
+
+
+def _points_summary(per_image: pd.DataFrame | None, row: pd.Series) -> str:
+    """The operating points a row chose, most common first ('q=30 ×10, q=35 ×14'; one: '0.1742')."""
+    if per_image is None or per_image.empty or "point" not in per_image.columns:
+        return "per image (see the table)"
+    df = per_image[(per_image["target_bpp"].round(6) == round(float(row["target_bpp"]), 6))
+                   & (rules(per_image) == rules(pd.DataFrame([row])).iloc[0])]
+    counts = df["point"].astype(str).value_counts()
+    if counts.empty:
+        return "per image (see the table)"
+    if len(counts) == 1:
+        return str(counts.index[0])
+    top = [f"{p} ×{n}" for p, n in counts.head(3).items()]
+    return "per image: " + ", ".join(top) + (f", … ({len(counts)} points)" if len(counts) > 3 else "")
+
+
+def _fmt(metric: str, v: float) -> str:
+    return SVG_METRICS[metric][2].format(v)
+
+
+def _svg_curves(runs: list[Run], metric: str, primary: str) -> list[tuple[Run, list, list]]:
+    """Per run: its rd.csv curve of ``metric`` as (bpp, value, point) and its chosen points as
+    (bpp, value, rule, target, points summary); runs with neither are left out."""
+    curves = []
+    for run in runs:
+        line = []
+        if run.rd is not None and metric in run.rd.columns and "bpp" in run.rd.columns:
+            for _, p in run.rd.sort_values("bpp").iterrows():
+                b, v = float(p["bpp"]), float(p[metric])
+                if math.isfinite(b) and math.isfinite(v):
+                    line.append((b, v, str(p.get("point", ""))))
+        chosen = []
+        ok = run.rows[run.rows["status"].eq("ok")] if "status" in run.rows.columns else run.rows
+        if metric in ok.columns:
+            for _, row in ok.iterrows():
+                b, v = float(row["bpp"]), float(row[metric]) if pd.notna(row[metric]) else math.nan
+                if math.isfinite(b) and math.isfinite(v):
+                    rule = str(rules(pd.DataFrame([row])).iloc[0])
+                    chosen.append((b, v, rule, float(row["target_bpp"]), _points_summary(run.per_image, row)))
+        if not line and chosen:       # no swept curve for this metric: join the primary rule's chosen points
+            line = [(b, v, f"chosen at {t:g} bpp") for b, v, rule, t, _ in sorted(chosen) if rule == primary]
+        if line or chosen:
+            curves.append((run, line, chosen))
+    return curves
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """The plot area and the data range it shows."""
+
+    xlo: float
+    xhi: float
+    ylo: float
+    yhi: float
+
+    def sx(self, b: float) -> float:
+        left, right, _, _ = _PAD
+        return left + (b - self.xlo) / (self.xhi - self.xlo) * (_W - left - right)
+
+    def sy(self, v: float) -> float:
+        _, _, top, bottom = _PAD
+        return top + (self.yhi - v) / (self.yhi - self.ylo) * (_H - top - bottom)
+
+
+def _svg_axes(f: _Frame, label: str, targets: list[float]) -> list[str]:
+    import html as _html
+
+    left, right, top, bottom = _PAD
+    pw, ph = _W - left - right, _H - top - bottom
+    out = []
+    for t in _nice_ticks(f.ylo, f.yhi):
+        y = f.sy(t)
+        out.append(f'<line class="grid" x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}"/>'
+                   f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{t:g}</text>')
+    for t in _nice_ticks(f.xlo, f.xhi):
+        x = f.sx(t)
+        out.append(f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + ph}"/>'
+                   f'<text class="tick" x="{x:.1f}" y="{top + ph + 16}" text-anchor="middle">{t:g}</text>')
+    for t in targets:
+        if f.xlo <= t <= f.xhi:
+            out.append(f'<line class="target" x1="{f.sx(t):.1f}" x2="{f.sx(t):.1f}" y1="{top}" y2="{top + ph}"/>')
+    out.append(f'<rect class="frame" x="{left}" y="{top}" width="{pw}" height="{ph}"/>'
+               f'<text class="axis" x="{left + pw / 2}" y="{_H - 8}" text-anchor="middle">bits per pixel</text>'
+               f'<text class="axis" transform="translate(15 {top + ph / 2}) rotate(-90)" text-anchor="middle">'
+               f'{_html.escape(label)}</text>')
+    return out
+
+
+def _svg_curve(f: _Frame, run: Run, line: list, chosen: list, metric: str, attrs: str, family: str, colour: str,
+               clip: str, primary: str) -> str:
+    """One submission's ``<g class="curve">``: its line, its points and its chosen points."""
+    import html as _html
+
+    name = _html.escape(run.name)
+    g = [(f'<g class="curve" data-sub="{name}" data-family="{family}" clip-path="url(#{clip})" '
+          f'style="--c:{colour}">')]
+    if len(line) > 1:
+        pts = " ".join(f"{f.sx(b):.1f},{f.sy(v):.1f}" for b, v, _ in line)
+        g.append(f'<polyline points="{pts}"/>')
+    for b, v, point in line:
+        g.append(f'<circle class="pt" cx="{f.sx(b):.1f}" cy="{f.sy(v):.1f}" r="3.6" {attrs} data-b="{b:.4f}" '
+                 f'data-v="{_html.escape(_fmt(metric, v))}" data-p="{_html.escape(point)}"/>')
+    for b, v, rule, t, points in chosen:
+        kind = "chosen" if rule == primary else "chosen other"
+        g.append(f'<circle class="{kind}" cx="{f.sx(b):.1f}" cy="{f.sy(v):.1f}" r="6.5" {attrs} data-b="{b:.4f}" '
+                 f'data-v="{_html.escape(_fmt(metric, v))}" '
+                 f'data-p="{_html.escape(f"chosen at {t:g} bpp ({rule}); {points}")}"/>')
+    g.append("</g>")
+    return "".join(g)
+
+
+def interactive_rd(runs: list[Run], metric: str, dataset: str, xlim: tuple[float, float],
+                   learned: dict[str, bool], targets: list[float] | None = None) -> str:
+    """An inline SVG RD plot of ``metric`` (a key of :data:`SVG_METRICS`) as trusted HTML: one
+    ``<g class="curve">`` per submission (its rd.csv curve where it has the metric, and its
+    points chosen at the targets, primary rule filled, others hollow), each point carrying its
+    submission, dataset, bpp, value and operating point in data attributes; ``learned`` says
+    each submission's family. Empty when no run has the metric."""
+    import html as _html
+
+    label, short, _ = SVG_METRICS[metric]
+    styles = submission_styles([r.name for r in runs])
+    primary = (rule_order(_ok_rows(runs)) or [""])[0]
+    curves = _svg_curves(runs, metric, primary)
+    if not curves:
+        return ""
+    xlo, xhi = xlim
+    ys = [v for _, line, chosen in curves for b, v, *_ in line + chosen if xlo <= b <= xhi]
+    ylo, yhi = (min(ys), max(ys)) if ys else (0.0, 1.0)
+    pad = max((yhi - ylo) * 0.06, 1e-3 if metric == "flip" else 0.2)
+    frame = _Frame(xlo, xhi, ylo - pad, yhi + pad)
+    left, right, top, bottom = _PAD
+    clip = f"rdx-clip-{metric}"
+    out = [(f'<svg viewBox="0 0 {_W} {_H}" role="img" aria-label="{_html.escape(f"{dataset}: {label} against bpp")}" '
+            f'><defs><clipPath id="{clip}"><rect x="{left}" y="{top}" '
+            f'width="{_W - left - right}" height="{_H - top - bottom}"/></clipPath></defs>')]
+    out += _svg_axes(frame, label, targets or [])
+    for run, line, chosen in curves:
+        attrs = f'data-s="{_html.escape(run.name)}" data-d="{_html.escape(dataset)}" data-m="{_html.escape(short)}"'
+        family = "learned" if learned.get(run.name) else "classical"
+        out.append(_svg_curve(frame, run, line, chosen, metric, attrs, family, styles[run.name][0], clip, primary))
+    out.append("</svg>")
+    return "".join(out)
+
+
+def plot_controls(runs: list[Run], learned: dict[str, bool]) -> str:
+    """The buttons that show and hide families and submissions in every interactive plot."""
+    import html as _html
+
+    styles = submission_styles([r.name for r in runs])
+    fams = [f for f in ("classical", "learned") if any(bool(learned.get(r.name)) == (f == "learned") for r in runs)]
+    out = ['<div class="rdx-controls"><span class="rdx-label">Show:</span>']
+    out += [f'<button type="button" class="fam" data-family="{f}" aria-pressed="true">{f.capitalize()}</button>'
+            for f in fams]
+    for r in sorted(runs, key=lambda r: r.name):
+        fam = "learned" if learned.get(r.name) else "classical"
+        out.append(f'<button type="button" class="chip" data-sub="{_html.escape(r.name)}" data-family="{fam}" '
+                   f'aria-pressed="true"><span class="sw" style="background:{styles[r.name][0]}"></span>'
+                   f'{_html.escape(r.name).replace("_", "_<wbr>")}</button>')
+    out.append("</div>")
+    return "".join(out)
+
+
+__all__ = ["REFERENCE_CURVES", "SVG_METRICS", "RefCurve", "Series", "draw_rd", "fitted_xlim", "frame_xmax",
+           "interactive_rd", "load_references", "plot_controls", "plot_rd", "submission_styles"]

@@ -10,18 +10,30 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
 from bench.results import column_value, read_csv
 
+from .html import (
+    DASH,
+    Cell,
+    Column,
+    Row,
+    fixed,
+    generic,
+    integer,
+    number,
+    percent,
+    row_key,
+    share,
+    table_html,
+    text_or_dash,
+)
 from .leaderboard import later_column
-
-from .html import (DASH, Cell, Column, Row, fixed, generic, integer, number, percent, row_key, share, table_html,
-                   text_or_dash)
 
 MODEL_COUNT_CSV = "model_count.csv"
 OBJECTIVE_TEXT = {"msssim": "MS-SSIM", "psnr": "PSNR"}
@@ -119,7 +131,8 @@ def _model_count_table(name: str, objective: str, df: pd.DataFrame) -> str:
                          if r["status"] == "ok" else "<td>infeasible</td>")
         body.append(f'<tr><td class="name s1">{k}</td>{"".join(cells)}</tr>')
     return (f"<p>{html.escape(name)}, {html.escape(objective)} objective: the best subset of <i>k</i> of its models "
-            "at each target, the model chosen per image under the CLIC budget (MS-SSIM, MS-SSIM in dB; PSNR; bpp; models used). k = 1 is one "
+            "at each target, the model chosen per image under the CLIC budget (MS-SSIM, MS-SSIM in dB; PSNR; bpp; "
+            "models used). k = 1 is one "
             f'model for every image.</p><div class="scroll"><table class="data"><thead><tr><th class="s1">models'
             f'</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
 
@@ -167,10 +180,13 @@ def ablation_html(csv_path: Path) -> Study:
 
 # ----------------------------------------------------------------------------- ablation ladder
 LADDER_COLUMNS = [Column("rung", "rung", integer), Column("submission", "submission", numeric=False),
-                  Column("bd_first_msssim_db", "MS-SSIM dB", percent, "min"), Column("bd_first_psnr", "PSNR", percent, "min"),
-                  Column("bd_ref_msssim_db", "MS-SSIM dB", percent, "min"), Column("bd_ref_psnr", "PSNR", percent, "min"),
+                  Column("bd_first_msssim_db", "MS-SSIM dB", percent, "min"),
+                  Column("bd_first_psnr", "PSNR", percent, "min"),
+                  Column("bd_ref_msssim_db", "MS-SSIM dB", percent, "min"),
+                  Column("bd_ref_psnr", "PSNR", percent, "min"),
                   Column("params", "parameters", integer), Column("enc_kmac_px", "enc", fixed(1)),
-                  Column("dec_kmac_px", "dec", fixed(1)), Column("enc_s", "enc", fixed(2)), Column("dec_s", "dec", fixed(2))]
+                  Column("dec_kmac_px", "dec", fixed(1)), Column("enc_s", "enc", fixed(2)),
+                  Column("dec_s", "dec", fixed(2))]
 LADDER_MODEL_COLUMNS = [Column("rung", "rung", integer), Column("submission", "submission", numeric=False),
                         Column("model", "model", numeric=False), Column("bpp", "bpp", fixed(4)),
                         Column("msssim", "MS-SSIM", fixed(4)), Column("msssim_db", "MS-SSIM dB", fixed(2)),
@@ -181,7 +197,8 @@ LADDER_MODEL_COLUMNS = [Column("rung", "rung", integer), Column("submission", "s
 
 def _plain_rows(cols: list[Column], rows: list[dict]) -> list[Row]:
     return [Row([Cell(c.fmt(r.get(c.key)), "num", sort=number(r.get(c.key))) if c.numeric
-                 else Cell(text_or_dash(r.get(c.key)), "name", sort=str(r.get(c.key, ""))) for c in cols]) for r in rows]
+                 else Cell(text_or_dash(r.get(c.key)), "name", sort=str(r.get(c.key, ""))) for c in cols])
+            for r in rows]
 
 
 def ladder_html(csv_path: Path) -> Study:
@@ -204,7 +221,8 @@ def ladder_html(csv_path: Path) -> Study:
              f"<ol>{adds}</ol><p>BD-rates over each submission's models at their native rates (every "
              f"image at that model), negative: fewer bits for the same quality. MACs on a {e(sizes)} image, serial "
              f"loops counted on both sides; not counted: {e(uncounted)}. Seconds per image, one thread.</p>")
-    groups = [("", 2), (f"BD-rate vs {first}", 2), (f"BD-rate vs {ref}", 2), ("", 1), ("kMAC/px", 2), ("s per image", 2)]
+    groups = [("", 2), (f"BD-rate vs {first}", 2), (f"BD-rate vs {ref}", 2), ("", 1), ("kMAC/px", 2),
+              ("s per image", 2)]
     body = (intro + table_html(LADDER_COLUMNS, _plain_rows(LADDER_COLUMNS, summary), sticky=2, groups=groups)
             + f"<p><b>{e(str(res.get('verdict', '')))}</b></p>"
             + f"<details><summary>Every model at its native rate ({len(res['models'])})</summary>"
@@ -304,11 +322,13 @@ def _seed_html(cmp: object) -> str:
         f'<td class="num">{_span_text(r.get("reduction_enc"), 2, "×")}</td>'
         f'<td class="num">{_span_text(r.get("reduction_dec"), 2, "×")}</td>'
         f'<td class="num">{_span_text(r.get("psnr_drop_pct"), 2, " %")}</td>'
-        f'<td class="num">{fixed(2)(r.get("sparsity"))}</td><td class="num">{fixed(0)(r.get("storage_saving_pct"))} %</td></tr>'
+        f'<td class="num">{fixed(2)(r.get("sparsity"))}</td>'
+        f'<td class="num">{fixed(0)(r.get("storage_saving_pct"))} %</td></tr>'
         for r in (cmp["seed"], cmp["ours"]))
     verdicts = "".join(f"<li>{e(str(v.get('text', '')))}: <b>{'met' if v.get('met') else 'not met'}</b></li>"
                        for v in cmp.get("verdicts") or [] if isinstance(v, dict))
-    return (f"<h3>Beside the seed's ScaleHyperprior row</h3><div class=\"scroll\"><table class=\"data\"><thead><tr>{head}"
+    return ("<h3>Beside the seed's ScaleHyperprior row</h3>"
+            f"<div class=\"scroll\"><table class=\"data\"><thead><tr>{head}"
             f"</tr></thead><tbody>{body}</tbody></table></div><ul>{verdicts}</ul>")
 
 

@@ -52,13 +52,16 @@ class Watch:
             self.refused.append(text)
 
     def _path(self, raw: Any) -> str | None:
+        """The absolute path an access names; None for descriptors and for relative paths (the
+        working directory is the private /tmp, where libraries probe relative names that were
+        never there: noting those would bury the refusal that matters)."""
         if isinstance(raw, int) or raw is None:
             return None
         try:
             path = os.fsdecode(os.fspath(raw))
         except TypeError:
             return None
-        return os.path.normpath(os.path.join(os.getcwd(), path) if not path.startswith("/") else path)
+        return os.path.normpath(path) if path.startswith("/") else None
 
     def _readable(self, path: str) -> bool:
         m = _PROC_PID.match(path)

@@ -10,8 +10,8 @@ table is only as fresh as the last ``bench run`` of each. Outputs
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from bench.rd import bd_rate, overlap_share, usable_curve
 from bench.results import column_value, read_csv, write_csv

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -38,8 +38,8 @@ COLUMNS = ["lmbda", "dense_bpp", "gated_bpp", "dense_psnr", "gated_psnr", "psnr_
            "dec_s_gathered", "dec_speedup", "identical", "values_differing", "max_abs_diff", "synth_values_differing",
            "synth_max_abs_diff"]
 VARIABLE_RATE_CODEC = "bench.codecs.variable_rate:VariableRateCodec"
-LAYER_COLUMNS = ["layer", "in_channels", "gated", "active_min_lmbda", "active_mid_lmbda", "active_max_lmbda", "active_mean",
-                 "never_active", "weights", "weights_never_used"]
+LAYER_COLUMNS = ["layer", "in_channels", "gated", "active_min_lmbda", "active_mid_lmbda", "active_max_lmbda",
+                 "active_mean", "never_active", "weights", "weights_never_used"]
 
 
 def _codec_for(name: str, root: Path, images: list, reports: Path, ds_name: str, log: Callable):
@@ -120,7 +120,8 @@ def _gate_pass(codec, runner, recs: dict, lmbdas: list[float], images: list) -> 
             for im in images:
                 data = (runner.run_dir / recs[(im.id, lm)]["file"]).read_bytes()
                 captured: list = []
-                hook = model.g_s.register_forward_hook(lambda _m, inp, _out: captured.append(inp[0]))
+                hook = model.g_s.register_forward_hook(
+                    lambda _m, inp, _out, captured=captured: captured.append(inp[0]))
                 try:
                     tg, out_g = _time_decode(codec, data, True)
                 finally:
@@ -241,21 +242,24 @@ def _differing(n: int, largest: int) -> str:
 def to_markdown(res: dict) -> str:
     s = res["summary"]
     out = [f"# {s['gated']} (gated) vs {s['dense']} (dense), {s['dataset']} ({s['images']} images)\n",
-           "Each λ: every image coded by both (real files, decoded back); CLIC aggregates. Drops are dense − gated; "
-           "reduction = dense MACs / gated effective MACs (gates' own work included). Decode time: the gated model "
-           f"on the same files, inactive channels multiplied by zero vs gathered away (cpu, {s['timing_threads']} threads; "
+           "Each λ: every image coded by both (real files, decoded back); CLIC aggregates. Drops are dense − "
+           "gated; reduction = dense MACs / gated effective MACs (gates' own work included). Decode time: the gated "
+           "model on the same files, inactive channels multiplied by zero vs gathered away "
+           f"(cpu, {s['timing_threads']} threads; "
            f"the files were coded on {s['device']}). The codec always gathers (encoder and decoder alike); the masked "
            "path sums the same products in another order, so 8-bit values may round the other way, and where a gate "
            "or a predicted scale sits within rounding of its threshold the hyperprior decides differently and the "
            "entropy decoder reads another y. The last column counts the values that differ over all images: decoding "
            "each file both ways, and running g_s both ways on the ŷ of the gathered decode.\n",
            "| λ | bpp dense / ECG | PSNR dense / ECG | PSNR drop | MS-SSIM dense / ECG | MS-SSIM drop "
-           "| kMAC/px enc dense → ECG | kMAC/px dec dense → ECG | reduction enc / dec / all | decode s masked → gathered "
+           "| kMAC/px enc dense → ECG | kMAC/px dec dense → ECG | reduction enc / dec / all "
+           "| decode s masked → gathered "
            "| masked vs gathered: values differing, whole decode / g_s alone |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         out.append(f"| {r['lmbda']:.4g} | {r['dense_bpp']:.4f} / {r['gated_bpp']:.4f} | {r['dense_psnr']:.2f} / "
-                   f"{r['gated_psnr']:.2f} | {r['psnr_drop_pct']:.2f}% | {r['dense_msssim']:.4f} / {r['gated_msssim']:.4f} "
+                   f"{r['gated_psnr']:.2f} | {r['psnr_drop_pct']:.2f}% | {r['dense_msssim']:.4f} / "
+                   f"{r['gated_msssim']:.4f} "
                    f"| {r['msssim_drop']:+.4f} | {r['dense_enc_kmac_px']:.2f} → {r['gated_enc_kmac_px']:.2f} | "
                    f"{r['dense_dec_kmac_px']:.2f} → {r['gated_dec_kmac_px']:.2f} | {r['enc_reduction']:.2f}× / "
                    f"{r['dec_reduction']:.2f}× / {r['total_reduction']:.2f}× | {r['dec_s_masked']:.1f} → "

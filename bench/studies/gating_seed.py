@@ -22,7 +22,8 @@ SEED = {"source": SOURCE, "distortion": "mse", "qualities": 8, "reduction_all": 
 #: Claims: (key, the claim in words, test on our row).
 CLAIMS = [
     ("mac_2x", "≥ 2× fewer MACs at every quality", lambda o: o["reduction_all"][0] >= 2.0),
-    ("drop_035", "PSNR drop ≤ 0.35 % at every quality (the seed's ScaleHyperprior)", lambda o: o["psnr_drop_pct"][1] <= 0.35),
+    ("drop_035", "PSNR drop ≤ 0.35 % at every quality (the seed's ScaleHyperprior)",
+     lambda o: o["psnr_drop_pct"][1] <= 0.35),
     ("drop_1", "PSNR drop ≤ 1 % at every quality (the seed's bound for all three architectures)",
      lambda o: o["psnr_drop_pct"][1] <= 1.0),
     ("sparsity", "sparsity around 0.5 (within 0.4–0.6)", lambda o: 0.4 <= o["sparsity"] <= 0.6),
@@ -61,12 +62,16 @@ def _range(v: tuple[float, float] | None, fmt: str, unit: str = "") -> str:
 
 
 def to_markdown(cmp: dict) -> str:
-    out = ["| row | distortion | qualities | MAC reduction, all | encoder | decoder | PSNR drop | sparsity | storage saving |",
+    out = ["| row | distortion | qualities | MAC reduction, all | encoder | decoder | PSNR drop | sparsity "
+           "| storage saving |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in (cmp["seed"], cmp["ours"]):
-        out.append(f"| {r['source']} | {r['distortion']} | {r['qualities']} | {_range(r['reduction_all'], '.2f', '×')} | "
-                   f"{_range(r.get('reduction_enc'), '.2f', '×')} | {_range(r.get('reduction_dec'), '.2f', '×')} | "
-                   f"{_range(r['psnr_drop_pct'], '.2f', ' %')} | {r['sparsity']:.2f} | {r['storage_saving_pct']:.0f} % |")
+        out.append(f"| {r['source']} | {r['distortion']} | {r['qualities']} | "
+                   f"{_range(r['reduction_all'], '.2f', '×')} | "
+                   f"{_range(r.get('reduction_enc'), '.2f', '×')} | "
+                   f"{_range(r.get('reduction_dec'), '.2f', '×')} | "
+                   f"{_range(r['psnr_drop_pct'], '.2f', ' %')} | {r['sparsity']:.2f} | "
+                   f"{r['storage_saving_pct']:.0f} % |")
     out.append("")
     out += [f"- {v['text']}: **{'met' if v['met'] else 'not met'}**" for v in cmp["verdicts"]]
     return "\n".join(out) + "\n"

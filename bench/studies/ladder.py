@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from statistics import mean
-from typing import Sequence
 
 from bench.paths import SUBMISSIONS_DIR
 from bench.results import RecordStore, write_csv, write_json
@@ -99,7 +99,8 @@ def verdict(summary: list[dict]) -> str:
     last = summary[-1]
     signs = {m: last[f"bd_first_{m}"] for m in ("msssim_db", "psnr")}
     if any(math.isnan(v) for v in signs.values()):
-        return f"{last['submission']} against {summary[0]['submission']}: BD-rate not computable (curves do not overlap)"
+        return (f"{last['submission']} against {summary[0]['submission']}: BD-rate not computable "
+                "(curves do not overlap)")
     holds = all(v < 0 for v in signs.values())
     mixed = not holds and any(v < 0 for v in signs.values())
     state = "holds" if holds else ("holds in one metric only" if mixed else "does not hold")
@@ -126,7 +127,8 @@ def to_markdown(res: dict) -> str:
            f"| rung | submission | BD vs {s0}: MS-SSIM dB / PSNR | BD vs {ref}: MS-SSIM dB / PSNR | parameters "
            "| kMAC/px enc / dec | s per image enc / dec |", "|---|---|---|---|---|---|---|"]
     for r in res["summary"]:
-        out.append(f"| {r['rung']} | {r['submission']} | {_pct(r['bd_first_msssim_db'])} / {_pct(r['bd_first_psnr'])} | "
+        out.append(f"| {r['rung']} | {r['submission']} | {_pct(r['bd_first_msssim_db'])} / "
+                   f"{_pct(r['bd_first_psnr'])} | "
                    f"{_pct(r['bd_ref_msssim_db'])} / {_pct(r['bd_ref_psnr'])} | {_fmt(r['params'], ',.0f')} | "
                    f"{_fmt(r['enc_kmac_px'], '.1f')} / {_fmt(r['dec_kmac_px'], '.1f')} | {_fmt(r['enc_s'], '.2f')} / "
                    f"{_fmt(r['dec_s'], '.2f')} |")
@@ -134,7 +136,8 @@ def to_markdown(res: dict) -> str:
             "| dec s (coder) |", "|---|---|---|---|---|---|---|---|"]
     for m in res["models"]:
         out.append(f"| {m['rung']} | {m['submission']} | {m['model']} | {m['bpp']:.4f} | {m['msssim']:.4f} "
-                   f"({m['msssim_db']:.2f}) | {m['psnr']:.2f} | {_fmt(m['enc_s'], '.2f')} ({_fmt(m['enc_coder_s'], '.2f')}) | "
+                   f"({m['msssim_db']:.2f}) | {m['psnr']:.2f} | {_fmt(m['enc_s'], '.2f')} "
+                   f"({_fmt(m['enc_coder_s'], '.2f')}) | "
                    f"{_fmt(m['dec_s'], '.2f')} ({_fmt(m['dec_coder_s'], '.2f')}) |")
     sizes = {r["image_size"] for r in res["summary"]}
     uncounted = {r["uncounted"] for r in res["summary"] if r["uncounted"]}

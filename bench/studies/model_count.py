@@ -13,10 +13,10 @@ and objective (a PSNR-objective table sits beside the MS-SSIM one); the HTML rep
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
-from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -27,8 +27,8 @@ from bench.report.studies import MODEL_COUNT_CSV, OBJECTIVE_TEXT, model_count_ta
 from bench.runner import Runner
 from bench.submission import get_submission
 
-COLUMNS = ["submission", "dataset", "objective", "target_bpp", "models", "subset", "status", "bpp", "msssim", "msssim_db",
-           "psnr", "models_used"]
+COLUMNS = ["submission", "dataset", "objective", "target_bpp", "models", "subset", "status", "bpp", "msssim",
+           "msssim_db", "psnr", "models_used"]
 
 
 def model_count_table(submission: str, dataset: str, targets: Sequence[float], counts: Sequence[int] = (1, 2, 4),

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_msssim import ms_ssim
 
+from bench.atomic import atomic_write
 from bench.complexity import DECODER_PARTS, ENCODER_PARTS, last_forward_costs
 from bench.models.context3d import build_context_model, warm_start
 from bench.models.ecg import build_variable_rate, init_from_hyperprior
@@ -70,7 +71,7 @@ def distortion(x_hat: torch.Tensor, x: torch.Tensor, recipe: Recipe) -> tuple[to
 
 def sample_bits(likelihoods: dict) -> torch.Tensor:
     """Bits of every latent, per sample: shape (B,)."""
-    return sum(-torch.log2(l).flatten(1).sum(dim=1) for l in likelihoods.values())
+    return sum(-torch.log2(lik).flatten(1).sum(dim=1) for lik in likelihoods.values())
 
 
 def rate_bpp(likelihoods: dict, real_pixels: int) -> torch.Tensor:
@@ -434,11 +435,9 @@ def train_run(recipe: Recipe, run_name: str, max_steps: int | None = None, threa
 
 
 def _save(model, opt, aux_opt, step, seconds, rng, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
-                "step": step, "seconds": seconds, "py_rng": rng.getstate(),
-                "torch_rng": torch.get_rng_state()}, tmp)
-    tmp.replace(path)
+    state = {"model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(), "step": step,
+             "seconds": seconds, "py_rng": rng.getstate(), "torch_rng": torch.get_rng_state()}
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def _range_meta(recipe: Recipe, run: RunSpec) -> dict:
@@ -458,9 +457,7 @@ def export(recipe: Recipe, run: RunSpec, model, step: int, seconds: float) -> No
             **(_range_meta(recipe, run) if recipe.model.variable_rate else {}),
             "distortion": recipe.loss.distortion, "steps": step, "train_seconds": round(seconds, 1),
             "threads": torch.get_num_threads(), "device": "cpu", "run": asdict(run) | {"init": run.init}}
-    tmp = dst.with_suffix(".tmp")
-    torch.save({"state_dict": state, "meta": meta}, tmp)
-    tmp.replace(dst)
+    atomic_write(dst, lambda tmp: torch.save({"state_dict": state, "meta": meta}, tmp))
     dst.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     src = run_dir(recipe.submission, run.name)
     for log in ("train.csv", "val.csv"):

@@ -37,7 +37,7 @@ class ModelSpec:
 
     @property
     def variable_rate(self) -> bool:
-        from bench.models.ecg import VARIABLE_RATE_ARCHS   # not at import time: compressai is slow to load
+        from bench.models.ecg import VARIABLE_RATE_ARCHS  # not at import time: compressai is slow to load
 
         return self.arch in VARIABLE_RATE_ARCHS
 

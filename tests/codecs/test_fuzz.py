@@ -161,7 +161,8 @@ def test_hostile_bitstreams(kind: Kind, built, tmp_path):
     if os.environ.get("BENCH_FUZZ_REPORT"):
         with open(os.environ["BENCH_FUZZ_REPORT"], "a") as f:
             f.write(json.dumps({"kind": kind.name, "bytes": len(data), "mutations": len(muts), **tally}) + "\n")
-    assert not failures, f"{kind.name}: {len(failures)} of {len(muts)} mutations misbehaved:\n" + "\n".join(failures[:40])
+    assert not failures, (f"{kind.name}: {len(failures)} of {len(muts)} mutations misbehaved:\n"
+                          + "\n".join(failures[:40]))
     if kind.checked:
         assert tally["other image"] + tally["same image"] <= sum(1 for d, _, e in muts if e == IMAGE)
 

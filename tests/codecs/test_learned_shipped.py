@@ -39,7 +39,8 @@ def _kodak(name: str) -> np.ndarray:
 def test_odd_size_kodak_crop_codes_through_the_padding(sub, tmp_path):
     img = _kodak("kodim04.png")[:767, :511]          # portrait 768×512 → 767 high, 511 wide
     assert img.shape == (767, 511, 3)
-    rec = execute(JobContext(sub, "shipped", threads=2), Job(Image("kodim04-odd", "0" * 64, img), "base", tmp_path / "odd.bin"))
+    rec = execute(JobContext(sub, "shipped", threads=2),
+                  Job(Image("kodim04-odd", "0" * 64, img), "base", tmp_path / "odd.bin"))
     data = (tmp_path / "odd.bin").read_bytes()
     assert rec["bytes"] == len(data) and rec["bpp"] == pytest.approx(len(data) * 8 / (767 * 511))
     codec = HyperpriorCodec({"models": ["base"]}, ROOT)
@@ -55,7 +56,8 @@ def test_odd_size_kodak_crop_codes_through_the_padding(sub, tmp_path):
 
 @pytest.mark.parametrize("name", ["kodim01.png", "kodim23.png"])
 def test_real_file_at_most_two_percent_above_the_estimated_bits(sub, tmp_path, name):
-    rec = execute(JobContext(sub, "shipped", threads=2), Job(Image(name, "0" * 64, _kodak(name)), "base", tmp_path / "k.bin"))
+    rec = execute(JobContext(sub, "shipped", threads=2),
+                  Job(Image(name, "0" * 64, _kodak(name)), "base", tmp_path / "k.bin"))
     assert rec["overhead_pct"] == pytest.approx(100 * (rec["bytes"] * 8 - rec["est_bits"]) / rec["est_bits"])
     # Below the estimate is allowed: at this rate the per-image scale shift codes y with
     # scales above the noise-trained σ and the file lands up to ~3 % under −log2 likelihood

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -113,6 +113,29 @@ def jxl_fields(data: bytes) -> list[Mutation]:
     n = len(data) + 8
     return [(f"container jxlc size {v}", wrap(v), SAME) for v in (n, 0, n + 1, n + 1000, 0xFFFFFFFF)] + \
         [("container jxlc size 3", wrap(3), IMAGE), ("container only", JXL_SIGNATURE_BOX + JXL_FTYP, RAISE)]
+
+
+def j2k_fields(data: bytes) -> list[Mutation]:
+    """JPEG 2000 codestream: every main-header marker segment's length, the SIZ marker's sizes,
+    offsets, tile size, component count, depth and sampling, and the first tile-part's Psot."""
+    out, i = [], 2
+    while i + 4 <= len(data) and data[i] == 0xFF and data[i + 1] != 0x90:
+        marker, length = data[i + 1], struct.unpack_from(">H", data, i + 2)[0]
+        out += [(f"segment FF{marker:02X}@{i} length {v}", put(data, i + 2, ">H", v & 0xFFFF), IMAGE)
+                for v in {0, 1, 2, length - 1, length + 1, 0xFFFF}]
+        i += 2 + length
+    for w, h in ((0, 0), (1, 1), (30000, 30000), (65536, 65536), (0xFFFFFFFF, 0xFFFFFFFF), (64, 0xFFFFFFFF)):
+        out.append((f"SIZ size {w}x{h}", put(put(data, 8, ">I", w), 12, ">I", h), IMAGE))
+    xsiz = struct.unpack_from(">I", data, 8)[0]
+    out += [(f"SIZ offset {v}", put(put(data, 16, ">I", v), 20, ">I", v), IMAGE)
+            for v in (1, xsiz - 1, xsiz, 0xFFFFFFFF)]
+    out += [(f"SIZ tile {v}x{v}", put(put(data, 24, ">I", v), 28, ">I", v), IMAGE) for v in (0, 1, 7, 0xFFFFFFFF)]
+    out += [(f"SIZ components {v}", put(data, 40, ">H", v), IMAGE) for v in (0, 1, 2, 4, 16384, 0xFFFF)]
+    out += [(f"SIZ depth {v:#x}", put(data, 42, ">B", v), IMAGE) for v in (0x00, 0x0F, 0x87, 0x25, 0xFF)]
+    out += [(f"SIZ sampling {v}", put(put(data, 43, ">B", v), 44, ">B", v), IMAGE) for v in (0, 2, 255)]
+    if i + 10 <= len(data):                        # the first SOT: Psot is the tile-part's length
+        out += [(f"Psot {v}", put(data, i + 6, ">I", v), IMAGE) for v in (0, 1, 14, len(data) - i, 0xFFFFFFFF)]
+    return out
 
 
 def null_fields(data: bytes) -> list[Mutation]:
@@ -252,6 +275,8 @@ KINDS = [
     Kind("webp", "webp", 60, (8, 4), False, webp_fields),
     Kind("avif", "avif", 60, (4, 8), False, isobmff_fields),
     Kind("jpegxl", "jpegxl", 2.0, (0, 2), False, jxl_fields),
+    Kind("hevc", "hevc", 40, (4, 8), False, isobmff_fields),
+    Kind("jpeg2000", "jpeg2000", 32.0, (0, 4), False, j2k_fields),
     Kind("null", "null", "lossless", (0, 4), True, null_fields),
     Kind("learned-hyperprior", _tiny_hyperprior, "base", (0, 3), True, lic_fields),
     Kind("learned-zoo", _zoo_random, 1, (0, 3), True, lic_fields),

@@ -9,9 +9,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
-from bench.paths import SHARED_DATA_DIR
+from bench.data import search_path
 
-KODAK = SHARED_DATA_DIR / "kodak"
+#: The Kodak images as the harness finds them ($BENCH_DATA, data/, then the shared mirror).
+KODAK = next((p for p in search_path("kodak") if (p / "kodim01.png").is_file()), search_path("kodak")[-1])
+KODAK_MISSING = (f"needs the Kodak images (looked in {', '.join(str(p) for p in search_path('kodak'))}): "
+                 "set BENCH_DATA to a folder holding kodak/, or run `python -m bench run -s null --limit 1` "
+                 "once on a machine with the network to fetch them into data/kodak")
 
 
 def kodak_crop(name: str = "kodim23.png", box=(200, 100, 328, 196)) -> np.ndarray:

@@ -39,7 +39,8 @@ def test_more_models_never_worse_and_one_model_is_the_shared_policy(subs, image_
         own = next(r for r in run.rows if r["target_bpp"] == t)
         assert by_k[5] == pytest.approx(own["msssim"])
     # k = 1 is the single-model (shared policy) result
-    shared = run_benchmark("five_shared", ds, targets, reports_dir=tmp_path / "r2", progress=False, submissions_root=subs)
+    shared = run_benchmark("five_shared", ds, targets, reports_dir=tmp_path / "r2", progress=False,
+                           submissions_root=subs)
     for r in shared.rows:
         one = df[(df["models"] == 1) & (df["target_bpp"] == r["target_bpp"])].iloc[0]
         assert one["msssim"] == pytest.approx(r["msssim"]) and len(one["models_used"].split()) == 1
