@@ -402,7 +402,7 @@ def _unreproduced(r: pd.Series) -> str:
     commit, again = _text(r.get("commit")), _text(r.get("reproduced"))
     if "+dirty" not in commit or (again and "+dirty" not in again):
         return ""
-    return f"coded at {commit.split('+')[0][:10]} with uncommitted changes (its run.json lists them)"
+    return f"coded at {commit.split('+')[0][:10]} with uncommitted changes; not re-coded at a clean commit since"
 
 
 def _code_cell(r: pd.Series) -> Cell:
