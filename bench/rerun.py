@@ -4,7 +4,7 @@ the published ones: bit-exact reproduction of a row, without its rate-control se
 A row's per-image lines (``per_image.csv``) name each image's operating point, file size,
 the decoded pixels' fingerprint and, for rows published with it, the file's SHA-256. The
 row's points are coded again through a :class:`~bench.runner.Runner` (sandboxed, with the
-row's torch thread count, cached under ``reports/.tmp/rerun/``) and compared: the file's
+row's torch thread count, cached under the reports folder's ``.tmp/rerun/``) and compared: the file's
 SHA-256 where one was published, else its size and the decoded pixels' fingerprint. A
 mismatch names the image and the point. ``publish=True`` then writes the reproduced files
 into the row's bitstream folder and completes ``per_image.csv``'s ``file_sha256`` column
@@ -26,7 +26,7 @@ from bench.atomic import atomic_write_bytes
 from bench.cachekey import point_key
 from bench.codec import OperatingPoints
 from bench.data import open_dataset
-from bench.paths import REPO_ROOT, REPORTS_DIR
+from bench.paths import REPO_ROOT
 from bench.provenance import code_state, commit_label
 from bench.records import JobsFailed
 from bench.results import PER_IMAGE_COLUMNS, ROW_COLUMNS, ROW_KEY, column_value, read_csv, write_csv
@@ -34,7 +34,7 @@ from bench.runner import Runner
 from bench.sandbox.client import RemoteCodec
 from bench.submission import get_submission
 
-WORK_DIR = REPORTS_DIR / ".tmp" / "rerun"
+WORK = Path(".tmp") / "rerun"          # under the reports folder: ignored by git, a cache of re-coded points
 
 
 def file_sha256(path: Path) -> str:
@@ -109,11 +109,12 @@ def rerun_dataset(reports_dir: Path, dataset: str, submissions: list[str] | None
         rows = [r for r in read_csv(rows_csv) if r["status"] == "ok"]
         if not rows or (submissions and rows[0]["submission"] not in submissions):
             continue
-        out += _rerun_run(rows_csv.parent, rows, images, ds.name, publish, sandboxed, log)
+        out += _rerun_run(rows_csv.parent, rows, images, Path(reports_dir) / WORK / ds.name, publish, sandboxed,
+                          log)
     return out
 
 
-def _rerun_run(run_dir: Path, rows: list[dict], images: dict, dataset: str, publish: bool, sandboxed: bool,
+def _rerun_run(run_dir: Path, rows: list[dict], images: dict, work_dir: Path, publish: bool, sandboxed: bool,
                log: Callable) -> list[dict]:
     sub = get_submission(rows[0]["submission"])
     all_lines = read_csv(run_dir / "per_image.csv")
@@ -130,7 +131,7 @@ def _rerun_run(run_dir: Path, rows: list[dict], images: dict, dataset: str, publ
             by_threads[threads].append(row)
     for threads, group in by_threads.items():
         todo = [ln for row in group for ln in lines[row_id(row)]]
-        work = WORK_DIR / dataset / sub.name / f"{threads}-threads"
+        work = work_dir / sub.name / f"{threads}-threads"
         runner, recs, failures = _code(sub, images, todo, threads, work, sandboxed, log)
         for row in group:
             mine = lines[row_id(row)]
