@@ -223,6 +223,23 @@ def _verify_rerun(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_match_code(args) -> int:
+    """``match-code``: name the clean commit whose code made each row coded on a changed tree."""
+    from bench.codematch import dirty_runs, match_runs
+    from bench.data import open_dataset
+    from bench.report import build_report
+
+    name = open_dataset(args.dataset).name
+    runs = dirty_runs(Path(args.reports), name, args.submission)
+    results = match_runs(runs, log=lambda m: print(m, file=sys.stderr))
+    for r in results:
+        said = f"its code is {r['code_commit']}'s" if r["code_commit"] else \
+            "no clean commit has its code: re-code it with `bench verify --rerun --publish`"
+        print(f"{r['submission']:>24}  coded at {r['commit']} ({r['content_hash']}): {said}")
+    build_report(Path(args.reports) / name)
+    return 0 if all(r["code_commit"] for r in results) else 1
+
+
 def cmd_export(args) -> int:
     from bench.export import export
 
@@ -390,6 +407,12 @@ def _add_files(sp) -> None:
     _no_sandbox(v)
     _reports(v)
     v.set_defaults(fn=cmd_verify)
+    mc = sp.add_parser("match-code", help="for rows coded on a tree with changes: find the clean commit whose "
+                                          "code has the run's content hash, and say so on the rows")
+    _dataset(mc)
+    mc.add_argument("--submission", "-s", action="append", help="only this submission's runs (repeatable)")
+    _reports(mc)
+    mc.set_defaults(fn=cmd_match_code)
     e = sp.add_parser("export", help="write the stored results in other tools' formats (compressai JSON per run, "
                                      "or one tidy CSV)")
     e.add_argument("--format", choices=["compressai", "csv-long"], required=True)

@@ -29,7 +29,7 @@ FORMAT_VERSION = 1
 ROW_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "objective", "status", "images", "bytes",
                "budget_bytes", "bpp", "psnr", "msssim", "msssim_db", "psnr_mean", "msssim_mean", "ssimulacra2",
                "flip", "enc_s", "dec_s", "device", "sandbox", "bitstreams", "lowest_bpp", "note", "date", "commit",
-               "reproduced"]
+               "reproduced", "code_commit"]
 PER_IMAGE_COLUMNS = ["submission", "dataset", "target_bpp", "mode", "objective", "image_id", "point", "bytes", "bpp",
                      "psnr", "msssim", "msssim_db", "ssimulacra2", "flip", "enc_s", "dec_s", "file",
                      "file_sha256", "decoded_sha256", "est_bits", "overhead_pct", "points_estimated", "points_coded"]

@@ -291,7 +291,8 @@ SANDBOX = Column("sandbox", "Sandbox", text_or_dash, numeric=False, extra=True,
                  title="bwrap: the codec ran sandboxed (docs/sandbox.md); off: --no-sandbox; — : coded before it")
 CODE = Column("code", "Code", str, numeric=False, extra=True,
               title="the commit that coded the row (+dirty: with uncommitted changes, listed in its run.json) and "
-                    "the commit whose re-coding reproduced its files bit-exactly")
+                    "the commit whose re-coding reproduced its files bit-exactly, or the clean commit whose code is "
+                    "the same (content hash: bench match-code)")
 ENC_S = Column("enc_s", "Encode s", seconds, "min", extra=True, title="encode wall time over the set, seconds")
 NEXT = Column("next", "vs. next", str, numeric=False,
               title="against the next feasible row of this table: on how many images this row's MS-SSIM is higher, "
@@ -398,9 +399,10 @@ def _unsandboxed(r: pd.Series) -> str:
 
 def _unreproduced(r: pd.Series) -> str:
     """Said under a row whose code is not a commit: coded on a tree with changes and not re-coded
-    bit-exactly at a clean commit since (``bench verify --rerun --publish`` stamps ``reproduced``)."""
+    bit-exactly at a clean commit since (``bench verify --rerun --publish`` stamps ``reproduced``)
+    nor matched to a clean commit with the same code (``bench match-code`` stamps ``code_commit``)."""
     commit, again = _text(r.get("commit")), _text(r.get("reproduced"))
-    if "+dirty" not in commit or (again and "+dirty" not in again):
+    if "+dirty" not in commit or (again and "+dirty" not in again) or _text(r.get("code_commit")):
         return ""
     return f"coded at {commit.split('+')[0][:10]} with uncommitted changes; not re-coded at a clean commit since"
 
@@ -413,6 +415,9 @@ def _code_cell(r: pd.Series) -> Cell:
     if again:
         text += f" · re-coded {again.split()[0][:10]}"
         title += f"; re-coded bit-exactly at {again}"
+    if same := _text(r.get("code_commit")):
+        text += f" · code = {same[:10]}"
+        title += f"; its code (content hash) is that of the clean commit {same} (bench match-code)"
     return Cell(text, "txt", title=title)
 
 
