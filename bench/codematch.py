@@ -85,12 +85,15 @@ def hashes_at(commit: str, names: list[str]) -> dict[str, str]:
 
 
 def dirty_runs(reports: Path, dataset: str, submissions: list[str] | None = None) -> list[Path]:
-    """The run folders with a row coded on a changed tree, not re-coded or matched since."""
+    """The run folders whose own run (``run.json``) wrote a row on a changed tree that has not
+    been re-coded or matched since."""
     found = []
     for rows_csv in sorted((reports / dataset / "runs").glob("*/rows.csv")):
         if submissions and rows_csv.parent.name not in submissions:
             continue
-        if any("+dirty" in r.get("commit", "") and not _settled(r) for r in read_csv(rows_csv)):
+        info = json.loads((rows_csv.parent / "run.json").read_text())
+        if any("+dirty" in r.get("commit", "") and not _settled(r) and coded_by_run(r, info)
+               for r in read_csv(rows_csv)):
             found.append(rows_csv.parent)
     return found
 
@@ -122,14 +125,22 @@ def match_runs(run_dirs: list[Path], log: Callable[[str], None] = print) -> list
              "content_hash": infos[d.name]["content_hash"], "code_commit": found.get(d.name)} for d in run_dirs]
 
 
+def coded_by_run(row: dict, info: dict[str, Any]) -> bool:
+    """Whether ``run.json``'s run wrote the row: same commit, mode and objective. A run folder
+    keeps the rows of earlier runs with other settings; their content hash is not recorded."""
+    settings = info.get("settings", {})
+    return (row.get("commit") == info.get("commit") and row.get("mode") == settings.get("mode", row.get("mode"))
+            and (row.get("objective") or "msssim") == settings.get("objective", "msssim"))
+
+
 def stamp(run_dir: Path, commit: str, content_hash: str) -> None:
-    """``code_commit`` on the run's dirty rows and ``code_match`` in its run.json."""
+    """``code_commit`` on the dirty rows the run wrote and ``code_match`` in its run.json."""
+    info = json.loads((run_dir / "run.json").read_text())
     rows = read_csv(run_dir / "rows.csv")
     for row in rows:
-        if "+dirty" in row.get("commit", ""):
+        if "+dirty" in row.get("commit", "") and coded_by_run(row, info):
             row["code_commit"] = commit
     write_csv(run_dir / "rows.csv", rows, ROW_COLUMNS)
-    info = json.loads((run_dir / "run.json").read_text())
     info["code_match"] = {"commit": commit, "content_hash": content_hash,
                           "checked": datetime.now(UTC).date().isoformat(),
                           "by": "content hash of the submission folder, its codec's import closure and "

@@ -25,8 +25,10 @@ def _rev(ref: str) -> str | None:
 def _run_dir(tmp_path, commit: str, content_hash: str):
     run = tmp_path / "reports" / "kodak" / "runs" / "webp"
     run.mkdir(parents=True)
-    write_csv(run / "rows.csv", [{"submission": "webp", "dataset": "kodak", "target_bpp": 0.15, "mode": "clic",
-                                  "status": "ok", "commit": commit[:12] + "+dirty"}], ROW_COLUMNS)
+    row = {"submission": "webp", "dataset": "kodak", "target_bpp": 0.15, "mode": "clic", "status": "ok",
+           "commit": commit[:12] + "+dirty"}
+    earlier = {**row, "objective": "psnr", "commit": "15bfc2324601+dirty"}   # another run's row: not matched
+    write_csv(run / "rows.csv", [row, earlier], ROW_COLUMNS)
     (run / "run.json").write_text(json.dumps({"submission": "webp", "commit": commit[:12] + "+dirty",
                                               "content_hash": content_hash}))
     return run
@@ -53,10 +55,10 @@ def test_a_dirty_row_is_matched_to_the_first_commit_with_its_code(tmp_path, thre
     earlier = candidate_commits(three_back)
     before = earlier[:earlier.index(found)]
     assert all(hashes_at(c, ["webp"])["webp"] != want for c in before)  # and it is the first
-    [row] = read_csv(run / "rows.csv")
-    assert row["code_commit"] == res["code_commit"]
+    row, earlier = read_csv(run / "rows.csv")
+    assert row["code_commit"] == res["code_commit"] and not earlier["code_commit"]
     assert json.loads((run / "run.json").read_text())["code_match"]["content_hash"] == want
-    assert dirty_runs(tmp_path / "reports", "kodak") == []          # settled: not searched again
+    assert dirty_runs(tmp_path / "reports", "kodak") == []          # settled (the other run's row is not its)
     assert _unreproduced(pd.Series(row)) == ""
     assert f"code = {res['code_commit'][:10]}" in _code_cell(pd.Series(row)).text
 
@@ -66,7 +68,7 @@ def test_a_hash_no_commit_gives_leaves_the_row_unmatched_and_marked(tmp_path):
     run = _run_dir(tmp_path, head, "0123456789abcdef")
     [res] = match_runs([run], log=lambda m: None)
     assert res["code_commit"] is None
-    [row] = read_csv(run / "rows.csv")
+    row, _ = read_csv(run / "rows.csv")
     assert not row.get("code_commit") and "code_match" not in json.loads((run / "run.json").read_text())
     assert "with uncommitted changes" in _unreproduced(pd.Series(row))
 
