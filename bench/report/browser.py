@@ -42,7 +42,7 @@ class Browser:
         self.send("Page.enable", session=True)
 
     def send(self, method: str, params: dict | None = None, session: bool = False) -> dict:
-        """One command; its result (events that arrive meanwhile are kept for :meth:`wait_event`)."""
+        """One command; its result (events that arrive meanwhile are kept in ``events``)."""
         self.ids += 1
         msg = {"id": self.ids, "method": method, "params": params or {}}
         if session:
