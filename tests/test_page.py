@@ -13,9 +13,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from bench.paths import REPO_ROOT
 from bench.report import build_report
 from bench.report.browser import CHROMIUM, Browser
+from bench.report.screenshots import stale_screenshots, take_screenshots
 from bench.run import run_benchmark
 from tests.helpers.images import crop_folder
 
@@ -138,3 +141,23 @@ def test_interactive_rd_plots_toggle_and_hover_without_errors(browser, page, wid
         assert part in tip, (part, tip)
     assert browser.js("document.documentElement.scrollWidth") <= width
     assert not _errors(browser.events), _errors(browser.events)
+
+
+def _committed_pages() -> list[Path]:
+    return sorted(p.parent for p in (REPO_ROOT / "reports").glob("*/leaderboard.html"))
+
+
+@pytest.mark.parametrize("dataset_dir", _committed_pages(), ids=lambda p: p.name)
+def test_committed_screenshots_show_the_committed_pages(dataset_dir):
+    """`make report` (or `python -m bench screenshots`) after every page rebuild that is committed."""
+    assert not stale_screenshots(dataset_dir), "run `python -m bench screenshots`: " + "; ".join(
+        stale_screenshots(dataset_dir))
+
+
+@needs_chromium
+def test_screenshots_are_drawn_at_both_widths_and_go_stale_with_their_page(page):
+    shots = take_screenshots(page.parent)
+    assert [Image.open(p).size[0] for p in shots] == [1280, 390]
+    assert stale_screenshots(page.parent) == []
+    page.write_text(page.read_text() + "<!-- rebuilt -->")
+    assert len(stale_screenshots(page.parent)) == 2 and "another page" in stale_screenshots(page.parent)[0]
