@@ -71,6 +71,7 @@ class Runner:
         self.computed = 0
         self.failures: list[str] = []
         self.failed_images: set[str] = set()   # ids of images with at least one failed job
+        self._pool = None                      # loky's executor, once a round has used it
         self.estimated = 0                     # estimates computed this time (0 on a cached re-run)
         self.points: dict[str, dict[str, set[str]]] = {i: {"estimated": set(), "coded": set()} for i in self.images}
 
@@ -80,16 +81,25 @@ class Runner:
 
     def session(self):
         """A context that keeps the backend's workers up across rounds of :meth:`evaluate` (one
-        Dask cluster for the whole run, not one per round) and the run's progress bar."""
+        Dask cluster for the whole run, not one per round) and the run's progress bar; it stops
+        them at its end."""
         from contextlib import ExitStack
 
         stack = ExitStack()
         stack.callback(self.progress.close)
+        stack.callback(self._stop_workers)
         if self.backend == "dask":
             from bench.distributed import dask_session
 
             stack.enter_context(dask_session(self.scheduler, self.jobs))
         return stack
+
+    def _stop_workers(self) -> None:
+        """Stop loky's workers and so their codec processes (each about 3 GB on a CLIC photo):
+        the perceptual pass after the session decodes in one process and needs that memory."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def bitstream_path(self, image: Image, point: Any) -> Path:
         return self.run_dir / "cache" / self.content_hash / point_key(point) / f"{image.id}.bin"
@@ -192,7 +202,7 @@ class Runner:
             # as joblib's loky backend: its idle timeout (workers, with their codec processes
             # started, outlive a pause for estimates) and native thread pools sized to the job's threads
             env = {var: str(ctx.threads) for var in _THREAD_VARS if var not in os.environ}
-            pool = get_reusable_executor(max_workers=workers, timeout=300, env=env)
+            pool = self._pool = get_reusable_executor(max_workers=workers, timeout=300, env=env)
             futures = {pool.submit(in_worker, ctx, job, fn): job for job in jobs}
             for fut in as_completed(futures):
                 job = futures[fut]

@@ -124,6 +124,27 @@ def test_without_a_scheduler_a_local_cluster_is_started_and_closed(joblib_refere
     assert again.computed == 0          # a cached re-run does not even start a cluster
 
 
+@pytest.mark.timeout(300)
+def test_a_joblib_run_stops_its_workers_when_the_coding_ends(tmp_path):
+    """loky keeps idle workers (and their codec processes, ~3 GB each on a CLIC photo) for 300 s;
+    the run's perceptual pass and whatever runs next need that memory, so they stop at once."""
+    def loky_workers() -> set[int]:
+        return {p.pid for p in psutil.Process().children(recursive=True)
+                if "loky" in " ".join(_cmdline(p)) and "resource_tracker" not in " ".join(_cmdline(p))}
+
+    folder = crop_folder(tmp_path / "crops")
+    res = run_benchmark("jpeg", f"folder:{folder}", targets=TARGETS, jobs=2, reports_dir=tmp_path / "r",
+                        progress=False)
+    assert res.computed > 0, "the jobs were not coded by workers"
+    deadline = time.monotonic() + 20
+    while (left := loky_workers()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"loky workers still running after the run: {left}"
+    codec = {p.pid for p in psutil.Process().children(recursive=True)
+             if "bench.sandbox.worker" in " ".join(_cmdline(p))} - _own_codec_processes()
+    assert not codec, f"codec processes of the stopped workers still running: {codec}"
+
+
 def _own_codec_processes() -> set[int]:
     """The codec processes this process keeps for its next run (bench.sandbox.client), and theirs."""
     from bench.sandbox import client
