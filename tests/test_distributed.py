@@ -132,7 +132,12 @@ def test_a_joblib_run_stops_its_workers_when_the_coding_ends(tmp_path):
         return {p.pid for p in psutil.Process().children(recursive=True)
                 if "loky" in " ".join(_cmdline(p)) and "resource_tracker" not in " ".join(_cmdline(p))}
 
+    def codec_processes() -> set[int]:   # a Dask cluster of this module keeps its own: not counted
+        return {p.pid for p in psutil.Process().children(recursive=True)
+                if "bench.sandbox.worker" in " ".join(_cmdline(p))}
+
     folder = crop_folder(tmp_path / "crops")
+    before = codec_processes()
     res = run_benchmark("jpeg", f"folder:{folder}", targets=TARGETS, jobs=2, reports_dir=tmp_path / "r",
                         progress=False)
     assert res.computed > 0, "the jobs were not coded by workers"
@@ -140,8 +145,7 @@ def test_a_joblib_run_stops_its_workers_when_the_coding_ends(tmp_path):
     while (left := loky_workers()) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, f"loky workers still running after the run: {left}"
-    codec = {p.pid for p in psutil.Process().children(recursive=True)
-             if "bench.sandbox.worker" in " ".join(_cmdline(p))} - _own_codec_processes()
+    codec = codec_processes() - before - _own_codec_processes()
     assert not codec, f"codec processes of the stopped workers still running: {codec}"
 
 
