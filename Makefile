@@ -16,7 +16,7 @@ SANDBOX_FLAG = $(if $(filter 1 yes true,$(NO_SANDBOX)),--no-sandbox)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: setup sandbox-tool bench test test-fast lint train report verify list benchmark load profile regress ablation ladder \
-	gating gpu-check costs cuda-wheel
+	gating gpu-check costs cuda-wheel perceptual-pass
 
 setup: .venv/.installed sandbox-tool $(if $(filter cuda%,$(DEVICE)),cuda-wheel)
 
@@ -87,6 +87,9 @@ list: setup
 
 benchmark: setup  ## speed/throughput benchmarks; results written under reports/
 	$(PY) benchmarks/train_throughput.py
+
+perceptual-pass: setup  ## the perceptual pass, 1 vs 2 images at a time, on DATASET's published files; reports/load/PERCEPTUAL_PASS_*.md
+	$(PY) benchmarks/perceptual_pass.py --dataset $(DATASET)
 
 # profile: BEFORE=<dir of an older checkout> adds its rows first (e.g. git worktree add /tmp/old <commit>)
 profile: setup  ## one job per codec kind split into network, coder, file, metrics, measure, harness; reports/load/PROFILE.md

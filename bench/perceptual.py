@@ -2,7 +2,7 @@
 
 They run once per chosen point of every row, after rate control (never inside its search):
 each published file is decoded again by the run's sandboxed decoder and compared with the
-original here, in the harness. Neither needs downloaded weights.
+original here, in the harness, :data:`WORKERS` images at a time. Neither needs downloaded weights.
 
 Per image:
 
@@ -39,6 +39,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,8 @@ COLUMNS = ("ssimulacra2", "flip")
 VERSION = "1"
 PPD = 0.7 * 3840 / 0.7 * math.pi / 180   # FLIP's default, 67.02: 0.7 m from a 0.7 m wide 3840-px display
 MIN_SIDE = 8        # SSIMULACRA 2's smallest image
+#: Images measured at once by :func:`row_metrics` (reports/load/PERCEPTUAL.md: the pass with 1 and 2).
+WORKERS = 2
 
 F32 = np.float32
 
@@ -255,24 +258,38 @@ Decode = Callable[[bytes, tuple[int, int]], np.ndarray]
 
 
 def row_metrics(files_by_image_id: Mapping[str, Path], originals: Mapping[str, np.ndarray], decode: Decode,
-                known: Mapping[str, Mapping] | None = None) -> tuple[dict[str, dict], dict[str, float]]:
+                known: Mapping[str, Mapping] | None = None, workers: int = WORKERS,
+                on_measured: Callable[[str, dict], None] | None = None) -> tuple[dict[str, dict], dict[str, float]]:
     """The metrics of one row from its files alone: each file decoded by ``decode(bytes, (h, w))``
     (the row's sandboxed decoder) and compared with its original. Returns (per image id: the
     metrics and ``decoded_sha256`` of what was decoded, set level). ``known``: values already
-    measured, by image id (a cache), used instead of decoding again."""
+    measured, by image id (a cache), used instead of decoding again.
+
+    ``workers`` images are in hand at once (threads): one's decode, which waits on the codec's
+    process, overlaps another's metrics, and SSIMULACRA 2's numpy work runs in both (FLIP holds
+    the GIL but uses every core itself); ``decode`` must take calls from several threads.
+    ``on_measured(image_id, values)`` is called in this thread as each image is measured, so a
+    caller can keep it before the row is done."""
     from bench.job import decoded_hash
 
-    per_image: dict[str, dict] = {}
-    for image_id, path in files_by_image_id.items():
+    def measure(image_id: str, path: Path) -> dict:
         original = originals[image_id]
-        if known and image_id in known:
-            values = dict(known[image_id])
-        else:
-            pixels = decode(Path(path).read_bytes(), original.shape[:2])
-            if pixels.shape != original.shape:
-                raise ValueError(f"{path}: decoded {pixels.shape}, the original is {original.shape}")
-            values = image_perceptual(original, pixels) | {"decoded_sha256": decoded_hash(pixels)}
-        per_image[image_id] = values | {"pixels": original.shape[0] * original.shape[1]}
+        pixels = decode(Path(path).read_bytes(), original.shape[:2])
+        if pixels.shape != original.shape:
+            raise ValueError(f"{path}: decoded {pixels.shape}, the original is {original.shape}")
+        return image_perceptual(original, pixels) | {"decoded_sha256": decoded_hash(pixels)}
+
+    values = {i: dict(known[i]) for i in files_by_image_id if known and i in known}
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="perceptual")
+    try:
+        pending = {pool.submit(measure, i, p): i for i, p in files_by_image_id.items() if i not in values}
+        for future in as_completed(pending):
+            values[pending[future]] = future.result()
+            if on_measured:
+                on_measured(pending[future], values[pending[future]])
+    finally:
+        pool.shutdown(cancel_futures=True)      # a failed image stops the row: the rest are not started
+    per_image = {i: values[i] | {"pixels": originals[i].shape[0] * originals[i].shape[1]} for i in files_by_image_id}
     return per_image, set_level(per_image.values())
 
 
@@ -300,8 +317,8 @@ def add_to_run(remote, device: str, images: list, rows: list[dict], per_image: l
     :class:`~bench.sandbox.client.RemoteCodec`) on ``device`` with the row's thread count; a
     decoded image whose fingerprint differs from the one the run recorded is named in the
     row's note. Values are cached in ``run_dir/perceptual.jsonl`` by (original, decoded
-    fingerprint), so a re-run of cached rows decodes nothing."""
-    from bench.paths import REPO_ROOT
+    fingerprint) as each image is measured, so a re-run of cached rows decodes nothing and a
+    failure loses none measured before it."""
     from bench.results import RecordStore
 
     originals = {im.id: im.pixels for im in images}
@@ -315,34 +332,8 @@ def add_to_run(remote, device: str, images: list, rows: list[dict], per_image: l
         if row.get("status") != "ok" or _key(row) not in by_row:
             continue
         lines = {r["image_id"]: r for r in by_row[_key(row)] if r["image_id"] in originals}
-        known = {}
-        for image_id, r in lines.items():
-            hit = store.get(*_cache_key(sha[image_id], str(r.get("decoded_sha256") or "")))
-            if hit is not None:
-                known[image_id] = {k: hit.get(k) for k in (*COLUMNS, "perceptual_s", "decoded_sha256")}
-        threads = threads_of(row.get("device", ""))
-
-        what = f"{row.get('submission')}: perceptual metrics"
-
-        def decode(data: bytes, hw: tuple[int, int], _threads: int = threads, _what: str = what) -> np.ndarray:
-            return remote.decode(data, hw, _threads, device, _what).pixels
-
-        files = {i: (Path(r["file"]) if Path(r["file"]).is_absolute() else REPO_ROOT / r["file"])
-                 for i, r in lines.items()}
-        values, total = row_metrics(files, originals, decode, known)
-        differ = []
-        for image_id, v in values.items():
-            line = lines[image_id]
-            line.update({k: v[k] for k in COLUMNS})     # their seconds stay in the cache: timings vary
-            if image_id in known:
-                continue
-            measured += 1
-            store.append(dict(zip(("content_hash", "image_sha256", "point_key"),
-                                  _cache_key(sha[image_id], v["decoded_sha256"])))
-                         | {k: v[k] for k in (*COLUMNS, "perceptual_s", "decoded_sha256")})
-            if line.get("decoded_sha256") and v["decoded_sha256"] != line["decoded_sha256"]:
-                differ.append(image_id)
-        row.update(total)
+        differ, new = _measure_row(remote, device, row, lines, originals, sha, store)
+        measured += new
         if differ:
             note = (f"decoded again for the perceptual metrics, {len(differ)} image(s) differ from the run's "
                     f"decode ({', '.join(sorted(differ)[:3])}{'…' if len(differ) > 3 else ''})")
@@ -350,3 +341,37 @@ def add_to_run(remote, device: str, images: list, rows: list[dict], per_image: l
             log(f"[perceptual] {row.get('submission')} @ {row.get('target_bpp')}: {note}")
     if measured:
         log(f"[perceptual] {measured} chosen points decoded again and measured in {time.perf_counter() - t0:.1f} s")
+
+
+def _measure_row(remote, device: str, row: dict, lines: dict[str, dict], originals: Mapping[str, np.ndarray],
+                 sha: Mapping[str, str], store) -> tuple[list[str], int]:
+    """One row of :func:`add_to_run`: its lines and the row filled in; (image ids whose decode
+    differs from the run's, images measured here rather than read from ``store``)."""
+    from bench.paths import REPO_ROOT
+
+    known = {}
+    for image_id, r in lines.items():
+        hit = store.get(*_cache_key(sha[image_id], str(r.get("decoded_sha256") or "")))
+        if hit is not None:
+            known[image_id] = {k: hit.get(k) for k in (*COLUMNS, "perceptual_s", "decoded_sha256")}
+    threads, what = threads_of(row.get("device", "")), f"{row.get('submission')}: perceptual metrics"
+
+    def decode(data: bytes, hw: tuple[int, int]) -> np.ndarray:
+        return remote.decode(data, hw, threads, device, what).pixels
+
+    differ: list[str] = []
+
+    def keep(image_id: str, v: dict) -> None:
+        store.append(dict(zip(("content_hash", "image_sha256", "point_key"),
+                              _cache_key(sha[image_id], v["decoded_sha256"])))
+                     | {k: v[k] for k in (*COLUMNS, "perceptual_s", "decoded_sha256")})
+        if lines[image_id].get("decoded_sha256") and v["decoded_sha256"] != lines[image_id]["decoded_sha256"]:
+            differ.append(image_id)
+
+    files = {i: (Path(r["file"]) if Path(r["file"]).is_absolute() else REPO_ROOT / r["file"])
+             for i, r in lines.items()}
+    values, total = row_metrics(files, originals, decode, known, on_measured=keep)
+    for image_id, v in values.items():
+        lines[image_id].update({k: v[k] for k in COLUMNS})     # their seconds stay in the cache: timings vary
+    row.update(total)
+    return differ, len(values) - len(known)

@@ -131,19 +131,31 @@ def test_set_level_is_pixel_weighted_and_skips_undefined_images():
     assert math.isnan(set_level([])["flip"])
 
 
-def test_row_metrics_from_files_alone(tmp_path):
-    """An existing row: its files decoded by the given function, compared with the originals."""
-    rng = np.random.default_rng(1)
-    originals = {f"im{i}": rng.integers(0, 256, (24 + 8 * i, 32, 3), dtype=np.uint8) for i in range(2)}
+def _raw_row(folder: Path, count: int, height: int, shift: int) -> tuple[dict, dict]:
+    """``count`` random originals (``height``, ``height`` + 8, … rows × 24 or 32 columns) and
+    files of raw pixels that differ from them by ``shift``: (originals, files) by image id."""
+    rng = np.random.default_rng(count)
+    width = 32 if count < 3 else 24
+    originals = {f"im{i}": rng.integers(0, 256, (height + 8 * i, width, 3), dtype=np.uint8) for i in range(count)}
     files = {}
     for k, img in originals.items():
-        files[k] = tmp_path / f"{k}.bin"
-        files[k].write_bytes(np.clip(img.astype(int) + 3, 0, 255).astype(np.uint8).tobytes())
+        files[k] = folder / f"{k}.bin"
+        files[k].write_bytes(np.clip(img.astype(int) + shift, 0, 255).astype(np.uint8).tobytes())
+    return originals, files
+
+
+def _raw_decode(data: bytes, hw: tuple[int, int]) -> np.ndarray:
+    return np.frombuffer(data, np.uint8).reshape(*hw, 3)
+
+
+def test_row_metrics_from_files_alone(tmp_path):
+    """An existing row: its files decoded by the given function, compared with the originals."""
+    originals, files = _raw_row(tmp_path, 2, 24, 3)
     decoded_with = []
 
     def decode(data: bytes, hw: tuple[int, int]) -> np.ndarray:
         decoded_with.append(hw)
-        return np.frombuffer(data, np.uint8).reshape(*hw, 3)
+        return _raw_decode(data, hw)
 
     per_image, total = row_metrics(files, originals, decode)
     assert sorted(decoded_with) == [(24, 32), (32, 32)]
@@ -155,6 +167,29 @@ def test_row_metrics_from_files_alone(tmp_path):
     cached, _ = row_metrics(files, originals, lambda *_: pytest.fail("decoded a cached image"),
                             known={k: {"ssimulacra2": 1.0, "flip": 0.5} for k in files})
     assert {v["flip"] for v in cached.values()} == {0.5}
+
+
+def test_row_metrics_in_two_threads_match_one_and_keep_each_image_as_it_is_measured(tmp_path):
+    originals, files = _raw_row(tmp_path, 5, 16, -5)
+    decode = _raw_decode
+    strip = lambda d: {i: {k: v for k, v in m.items() if k != "perceptual_s"} for i, m in d.items()}  # noqa: E731
+    kept: list[str] = []
+    one, total1 = row_metrics(files, originals, decode, workers=1)
+    two, total2 = row_metrics(files, originals, decode, workers=2, on_measured=lambda i, v: kept.append(i))
+    assert strip(one) == strip(two) and total1 == total2 and list(two) == list(files)
+    assert sorted(kept) == sorted(files)
+
+    calls, kept = [], []
+
+    def failing(data: bytes, hw: tuple[int, int]) -> np.ndarray:
+        calls.append(hw)
+        if len(calls) == 2:
+            raise ValueError("a broken file")
+        return decode(data, hw)
+
+    with pytest.raises(ValueError, match="a broken file"):
+        row_metrics(files, originals, failing, workers=1, on_measured=lambda i, v: kept.append(i))
+    assert kept == ["im0"] and len(calls) < len(files)     # the first is kept; the rest are not started
 
 
 class _Remote:

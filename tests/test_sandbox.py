@@ -147,3 +147,25 @@ def test_an_honest_codec_gives_the_same_files_and_rows_with_and_without_the_sand
         _comparable(read_csv(runs[False].run_dir / "rows.csv"))
     assert _comparable(read_csv(runs[True].run_dir / "per_image.csv")) == \
         _comparable(read_csv(runs[False].run_dir / "per_image.csv"))
+
+
+def test_threads_sharing_a_sandboxed_codec_each_get_their_own_reply(images):
+    """The perceptual pass decodes from two threads through one decoder process: each request
+    waits its turn on the pipes, so every thread gets the pixels of the file it sent."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bench.sandbox.client import RemoteCodec
+    from bench.submission import get_submission
+
+    remote = RemoteCodec(get_submission("jpeg"))
+    try:
+        pics = [load_image(p).pixels for p in sorted(images.glob("*.png"))]
+        files = [remote.encode(px, q).data for px in pics for q in (20, 60, 95)]
+        alone = [remote.decode(f, None).pixels for f in files]
+        assert len({a.tobytes() for a in alone}) == len(files)          # every file decodes to its own pixels
+        with ThreadPoolExecutor(4) as pool:
+            shared = list(pool.map(lambda f: remote.decode(f, None).pixels, files * 4))
+        assert all(np.array_equal(s, alone[i % len(files)]) for i, s in enumerate(shared))
+        assert remote.decoder.started == 1
+    finally:
+        remote.close()

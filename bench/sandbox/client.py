@@ -100,7 +100,8 @@ def _raise(error: dict[str, Any], who: str, sandboxed: bool) -> None:
 
 class CodecProcess:
     """One worker process: a submission's codec in one role, sandboxed unless ``sandboxed`` is
-    False. Started by the first request (or :meth:`hello`), again after it ended."""
+    False. Started by the first request (or :meth:`hello`), again after it ended. Threads may
+    share it: it serves one request at a time."""
 
     def __init__(self, sub: Submission, role: str, sandboxed: bool = True, gpu: bool = False) -> None:
         self.sub, self.role, self.sandboxed, self.gpu = sub, role, sandboxed, gpu
@@ -109,6 +110,7 @@ class CodecProcess:
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
         self._hello: dict[str, Any] | None = None
         self.started = 0                              # processes started so far (a replaced one counts)
+        self._turn = threading.RLock()                # one request on the pipes at a time
 
     def policy(self) -> Policy:
         return policy_for(self.sub.sandbox_roots(), self.sub.torch_hub, self.gpu)
@@ -144,9 +146,10 @@ class CodecProcess:
 
     def hello(self) -> dict[str, Any]:
         """What the worker said when it started (its devices and versions); starts it if needed."""
-        if self._proc is None or self._proc.poll() is not None:
-            self._start()
-        return self._hello
+        with self._turn:
+            if self._proc is None or self._proc.poll() is not None:
+                self._start()
+            return self._hello
 
     @property
     def pid(self) -> int | None:
@@ -161,15 +164,16 @@ class CodecProcess:
 
     def request(self, header: dict[str, Any], blobs: tuple[bytes, ...] = ()) -> tuple[dict[str, Any], list[bytes]]:
         """Send one request and wait for its reply; a failed request raises the codec's error."""
-        self.hello()
-        try:
-            send(self._proc.stdin, header, blobs)
-            reply, out = receive(self._proc.stdout)
-        except (WireError, OSError):
-            self._died()
+        with self._turn:
+            self.hello()
+            try:
+                send(self._proc.stdin, header, blobs)
+                reply, out = receive(self._proc.stdout)
+            except (WireError, OSError):
+                self._died()
+            if not reply.get("ok") and reply.get("kind") == "MemoryError":
+                self.close()                          # it ends itself: a fresh one takes the next request
         if not reply.get("ok"):
-            if reply.get("kind") == "MemoryError":
-                self.close()                          # it ends itself: a fresh one takes the next job
             _raise(reply, self.who, self.sandboxed)
         return reply, out
 
