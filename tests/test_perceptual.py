@@ -131,11 +131,10 @@ def test_set_level_is_pixel_weighted_and_skips_undefined_images():
     assert math.isnan(set_level([])["flip"])
 
 
-def _raw_row(folder: Path, count: int, height: int, shift: int) -> tuple[dict, dict]:
-    """``count`` random originals (``height``, ``height`` + 8, … rows × 24 or 32 columns) and
-    files of raw pixels that differ from them by ``shift``: (originals, files) by image id."""
-    rng = np.random.default_rng(count)
-    width = 32 if count < 3 else 24
+def _raw_row(folder: Path, count: int, height: int, width: int, shift: int) -> tuple[dict, dict]:
+    """``count`` random originals (``height``, ``height`` + 8, … rows × ``width``) and files of
+    raw pixels that differ from them by ``shift``: (originals, files) by image id."""
+    rng = np.random.default_rng(1)
     originals = {f"im{i}": rng.integers(0, 256, (height + 8 * i, width, 3), dtype=np.uint8) for i in range(count)}
     files = {}
     for k, img in originals.items():
@@ -150,7 +149,7 @@ def _raw_decode(data: bytes, hw: tuple[int, int]) -> np.ndarray:
 
 def test_row_metrics_from_files_alone(tmp_path):
     """An existing row: its files decoded by the given function, compared with the originals."""
-    originals, files = _raw_row(tmp_path, 2, 24, 3)
+    originals, files = _raw_row(tmp_path, 2, 24, 32, 3)
     decoded_with = []
 
     def decode(data: bytes, hw: tuple[int, int]) -> np.ndarray:
@@ -170,7 +169,7 @@ def test_row_metrics_from_files_alone(tmp_path):
 
 
 def test_row_metrics_in_two_threads_match_one_and_keep_each_image_as_it_is_measured(tmp_path):
-    originals, files = _raw_row(tmp_path, 5, 16, -5)
+    originals, files = _raw_row(tmp_path, 5, 16, 24, -5)
     decode = _raw_decode
     strip = lambda d: {i: {k: v for k, v in m.items() if k != "perceptual_s"} for i, m in d.items()}  # noqa: E731
     kept: list[str] = []
